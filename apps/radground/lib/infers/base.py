@@ -1,0 +1,66 @@
+"""Plumbing every radground infer task shares (composition over copy across the five models).
+
+- an image that fails to load or pre-process is the request's fault: a clear 422, not a 500;
+- results are written on the input grid by :class:`lib.writers.label_writer.LabelWriter`;
+- a task may name its segments per result (``result["label_names"]``), which MONAI Label's
+  BasicInferTask would otherwise overwrite with the task's static labels;
+- every result says which model file and version produced it.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from typing import Any
+
+from monailabel.tasks.infer.basic_infer import BasicInferTask
+
+from lib.errors import InvalidImageError, ModelNotReadyError, RadgroundError
+from lib.writers.label_writer import LabelWriter
+
+logger = logging.getLogger(__name__)
+
+
+def model_version(path: str | None) -> str:
+    """Short content hash of the checkpoint: changes whenever a training publishes new weights."""
+    if not path or not os.path.exists(path):
+        return "untrained"
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+class RadgroundInferTask(BasicInferTask):
+    """BasicInferTask with radground's error mapping, writer and per-result label names."""
+
+    def is_valid(self) -> bool:
+        """A task is offered only with trained weights: random weights would be a stub behind a real name."""
+        return self.get_path() is not None
+
+    def _get_network(self, device, data):
+        if self.get_path() is None:
+            raise ModelNotReadyError(f"no trained checkpoint at {[os.path.basename(p) for p in self.path]}; train the task first")
+        return super()._get_network(device, data)
+
+    def run_pre_transforms(self, data: dict[str, Any], transforms):
+        try:
+            return super().run_pre_transforms(data, transforms)
+        except RadgroundError:
+            raise
+        except Exception as e:
+            logger.exception("pre-processing failed")
+            raise InvalidImageError(f"image could not be loaded or pre-processed ({type(e).__name__})") from e
+
+    def writer(self, data: dict[str, Any], extension=None, dtype=None):
+        return LabelWriter(label_key=self.output_label_key, image_key=self.input_key, json_key=self.output_json_key)(data)
+
+    def __call__(self, request, callbacks=None):
+        label_file, result = super().__call__(request, callbacks)
+        names = result.pop("result_label_names", None)
+        if names is not None:
+            result["label_names"] = names
+        path = self.get_path()
+        result["model"] = {"name": request.get("model"), "file": os.path.basename(path) if path else None, "version": model_version(path)}
+        return label_file, result

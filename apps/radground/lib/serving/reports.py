@@ -1,0 +1,48 @@
+"""Where an infer task's report text comes from.
+
+Order: ``params["report"]`` in the request (Slicer's options panel, OHIF, the REST client), then
+the datastore's sidecar ``<studies>/reports/<image id>.txt``, then a ``report`` field in the
+image's datastore info (set via the datastore API). The text is validated before any model runs.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from lib.data.studies import read_report
+from lib.errors import MissingReportError
+from lib.reports import ReportError, parse_report
+from lib.reports.schema import ParsedReport, SentenceKind
+
+#: Longest report accepted (characters); a CT report is rarely over 5,000. ``--conf max_report_chars``.
+DEFAULT_MAX_REPORT_CHARS = 20_000
+
+
+def datastore_report(datastore: Any, image_id: str) -> Optional[str]:
+    """The report the datastore holds for ``image_id``, or None."""
+    info = datastore.get_image_info(image_id) or {}
+    path = info.get("path")
+    try:
+        text = read_report(os.path.dirname(path), image_id) if path else None
+    except UnicodeDecodeError as e:
+        raise ReportError("the stored report of this study is not valid UTF-8 text") from e
+    if text is not None:
+        return text
+    text = info.get("report")
+    return text if isinstance(text, str) else None
+
+
+def validated_report(text: Any, max_chars: int = DEFAULT_MAX_REPORT_CHARS) -> ParsedReport:
+    """Parse ``text`` and insist it reads as a radiology report (mentions an organ or a finding)."""
+    if text is None:
+        raise MissingReportError("no report: send params.report or store reports/<image id>.txt in the datastore")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ReportError("report is not valid UTF-8 text") from e
+    parsed = parse_report(text, max_chars=max_chars)
+    clinical = [s for s in parsed.sentences if s.kind != SentenceKind.NON_DIAGNOSTIC or s.organs]
+    if not clinical:
+        raise ReportError("report has no recognisable radiology content (no organ, finding or normal statement)")
+    return parsed

@@ -1,0 +1,1 @@
+"""MONAI transforms shared by the infer and train tasks."""

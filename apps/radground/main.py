@@ -1,0 +1,161 @@
+"""radground: the MONAI Label app that grounds radiology reports in 3D CT.
+
+Every ``TaskConfig`` in ``lib/configs`` is a task (infer + train); ``--conf models all|a,b`` picks
+them, as MONAI Label's radiology sample app does. On top of MONAI Label this app adds a request
+guard: unknown models and images, unreadable or non-CT volumes and bad report text are answered
+with a clear 4xx; nothing reaches the client as a stack trace.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any, Dict
+
+from fastapi import HTTPException
+
+import lib.configs
+import monailabel
+from lib.data.validation import DEFAULT_MAX_VOXELS, inspect_volume
+from lib.errors import RadgroundError, UnknownImageError, UnknownModelError
+from lib.serving.reports import DEFAULT_MAX_REPORT_CHARS, datastore_report, validated_report
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.config import TaskConfig
+from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.scoring import ScoringMethod
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+from monailabel.utils.others.class_utils import get_class_names
+
+logger = logging.getLogger(__name__)
+
+#: Tasks whose answer depends on the report: they refuse to run without one.
+REPORT_TASKS_ATTR = "needs_report"
+
+
+def discover_configs() -> Dict[str, str]:
+    """Task name -> TaskConfig class path for every config module in lib/configs."""
+    configs = {}
+    for c in get_class_names(lib.configs, "TaskConfig"):
+        configs[c.split(".")[-2].lower()] = c
+    return dict(sorted(configs.items()))
+
+
+class RadGroundApp(MONAILabelApp):
+    def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]):
+        # Trained checkpoints go to --conf model_dir (default: the app's model/, next to the bundled weights).
+        self.model_dir = conf.get("model_dir") or os.path.join(app_dir, "model")
+        os.makedirs(self.model_dir, exist_ok=True)
+        self.max_voxels = int(conf.get("max_voxels", DEFAULT_MAX_VOXELS))
+        self.max_report_chars = int(conf.get("max_report_chars", DEFAULT_MAX_REPORT_CHARS))
+
+        configs = discover_configs()
+        wanted = [m.strip() for m in conf.get("models", "all").split(",") if m.strip()]
+        unknown = [m for m in wanted if m != "all" and m not in configs]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; available: all, {', '.join(configs)}")
+
+        self.models: Dict[str, TaskConfig] = {}
+        for name, path in configs.items():
+            if "all" in wanted or name in wanted:
+                module_name, cls_name = path.rsplit(".", 1)
+                module = __import__(module_name, fromlist=[cls_name])
+                task_config: TaskConfig = getattr(module, cls_name)()
+                task_config.init(name, self.model_dir, conf, None)
+                self.models[name] = task_config
+                logger.info(f"+++ Adding model: {name} => {path}")
+
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="radground",
+            description="Grounds radiology reports in 3D CT: one mask, box and sentence per reported lesion",
+            version=monailabel.__version__,
+        )
+
+    # ------------------------------------------------------------------ tasks
+    def init_infers(self) -> Dict[str, InferTask]:
+        infers: Dict[str, InferTask] = {}
+        for name, task_config in self.models.items():
+            c = task_config.infer()
+            infers.update(c if isinstance(c, dict) else {name: c})
+        return infers
+
+    def init_trainers(self) -> Dict[str, TrainTask]:
+        trainers: Dict[str, TrainTask] = {}
+        if str(self.conf.get("skip_trainers", "false")).lower() == "true":
+            return trainers
+        for name, task_config in self.models.items():
+            t = task_config.trainer()
+            if t:
+                trainers[name] = t
+        return trainers
+
+    def init_strategies(self) -> Dict[str, Strategy]:
+        strategies: Dict[str, Strategy] = {"random": Random(), "first": First()}
+        for name, task_config in self.models.items():
+            s = task_config.strategy()
+            if s:
+                strategies.update(s if isinstance(s, dict) else {name: s})
+        return strategies
+
+    def init_scoring_methods(self) -> Dict[str, ScoringMethod]:
+        methods: Dict[str, ScoringMethod] = {}
+        for name, task_config in self.models.items():
+            s = task_config.scoring_method()
+            if s:
+                methods.update(s if isinstance(s, dict) else {name: s})
+        return methods
+
+    # ------------------------------------------------------------------ guard
+    def infer(self, request, datastore=None):
+        """Validate the request, attach the report, run the task; map failures to clear HTTP errors."""
+        try:
+            request = self._checked_request(dict(request), datastore or self.datastore())
+            return super().infer(request, datastore)
+        except HTTPException:
+            raise
+        except RadgroundError as e:
+            logger.warning(f"infer rejected ({e.status_code}): {e.message}")
+            raise HTTPException(status_code=e.status_code, detail=e.message) from e
+        except MONAILabelException as e:
+            status = 400 if e.error == MONAILabelError.INVALID_INPUT else 500
+            logger.warning(f"infer failed: {e.msg}")
+            raise HTTPException(status_code=status, detail=e.msg) from e
+        except Exception as e:
+            logger.exception("infer failed")
+            raise HTTPException(status_code=500, detail=f"inference failed ({type(e).__name__}); see the server log") from e
+
+    def _checked_request(self, request: Dict[str, Any], datastore) -> Dict[str, Any]:
+        model = request.get("model")
+        if model not in self._infers:
+            raise UnknownModelError(f"unknown model {model!r}; available: {', '.join(sorted(self._infers))}")
+
+        image = request.get("image")
+        if not isinstance(image, str) or not image:
+            raise UnknownImageError("no image given")
+        if os.path.isabs(image):
+            # Only uploads (written by the /infer endpoint to the temp dir) may be paths: a client must
+            # not make the server read arbitrary files.
+            if os.path.commonpath([os.path.realpath(image), os.path.realpath(tempfile.gettempdir())]) != os.path.realpath(tempfile.gettempdir()):
+                raise UnknownImageError("unknown image id")
+            path = image
+        else:
+            path = datastore.get_image_uri(image)
+            if not path:
+                raise UnknownImageError(f"unknown image id {image!r}")
+        inspect_volume(path, max_voxels=self.max_voxels)
+
+        task = self._infers[model]
+        text = request.get("report")
+        if text is None and not os.path.isabs(image):
+            text = datastore_report(datastore, image)
+        if text is not None or getattr(task, REPORT_TASKS_ATTR, False):
+            parsed = validated_report(text, max_chars=self.max_report_chars)
+            request["report"] = parsed.text
+            request["parsed_report"] = parsed.model_dump()
+        return request

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Start the radground MONAI Label server on 127.0.0.1 with the bundled default weights.
+# Generates the synthetic studies first if the studies folder is empty.
+#   PORT=8000 STUDIES=studies MODELS=all scripts/serve.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+STUDIES=${STUDIES:-studies}
+PORT=${PORT:-8000}
+MODELS=${MODELS:-all}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+.venv/bin/python scripts/generate_studies.py --out "$STUDIES" --if-empty --n "${N_STUDIES:-12}" --preset "${PRESET:-default}" --report-only-fraction 0.5
+exec .venv/bin/python -m monailabel.main start_server --app apps/radground --studies "$STUDIES" \
+  --host 127.0.0.1 --port "$PORT" --conf models "$MODELS" "$@"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install (if needed) and run the whole test suite, slow end-to-end tests included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec .venv/bin/python -m pytest "$@"

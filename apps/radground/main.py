@@ -44,6 +44,13 @@ def discover_configs() -> Dict[str, str]:
     return dict(sorted(configs.items()))
 
 
+def is_upload(path: str) -> bool:
+    """True for a file the /infer endpoint wrote from an upload (``tempfile.NamedTemporaryFile`` in the
+    temp dir itself). Any other path is refused: a client must not make the server read its files."""
+    real = os.path.realpath(path)
+    return os.path.dirname(real) == os.path.realpath(tempfile.gettempdir()) and os.path.basename(real).startswith("tmp")
+
+
 class RadGroundApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]):
         # Trained checkpoints go to --conf model_dir (default: the app's model/, next to the bundled weights).
@@ -139,9 +146,7 @@ class RadGroundApp(MONAILabelApp):
         if not isinstance(image, str) or not image:
             raise UnknownImageError("no image given")
         if os.path.isabs(image):
-            # Only uploads (written by the /infer endpoint to the temp dir) may be paths: a client must
-            # not make the server read arbitrary files.
-            if os.path.commonpath([os.path.realpath(image), os.path.realpath(tempfile.gettempdir())]) != os.path.realpath(tempfile.gettempdir()):
+            if not is_upload(image):
                 raise UnknownImageError("unknown image id")
             path = image
         else:

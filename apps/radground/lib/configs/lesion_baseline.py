@@ -15,16 +15,18 @@ from lib.trainers.lesion_baseline import LesionBaselineTrain
 logger = logging.getLogger(__name__)
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    # CPU: trains in minutes on 2 cores; 2x2x3 mm keeps 5 mm lesions at >= 2 voxels.
+    # CPU: trains in minutes on 2 cores; 2x2x3 mm keeps 5 mm lesions at >= 2 voxels. Batch norm, not
+    # instance norm: instance statistics of a 64^3 training patch and of a larger inference window
+    # differ enough to hide every lesion (measured: Dice 0.6 -> 0.0 on the same volume).
     "tiny": {
-        "network": {"arch": "unet", "channels": (16, 32, 64, 128), "strides": (2, 2, 2), "num_res_units": 1},
+        "network": {"arch": "unet", "channels": (16, 32, 64, 128), "strides": (2, 2, 2), "num_res_units": 1, "norm": "batch"},
         "target_spacing": (2.0, 2.0, 3.0),
         "patch_size": (64, 64, 32),
-        "roi_size": (128, 128, 64),
+        "roi_size": (96, 96, 48),
     },
     # GPU: SegResNet at the synthetic engine's native spacing.
     "paper": {
-        "network": {"arch": "segresnet", "init_filters": 32, "blocks_down": (1, 2, 2, 4), "blocks_up": (1, 1, 1)},
+        "network": {"arch": "segresnet", "init_filters": 32, "blocks_down": (1, 2, 2, 4), "blocks_up": (1, 1, 1)},  # group norm
         "target_spacing": (1.5, 1.5, 2.5),
         "patch_size": (128, 128, 64),
         "roi_size": (192, 192, 96),

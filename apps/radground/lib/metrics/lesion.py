@@ -161,6 +161,25 @@ def aggregate(scores: Sequence[LesionScore]) -> dict[str, float]:
 _ORGAN_NAME_OF_ID = {v: k for k, v in ABDOMEN_ORGANS.items()}
 
 
+def organ_group_at(organ_map: np.ndarray, region: np.ndarray) -> str:
+    """Organ group under most of ``region`` ('other' outside every organ)."""
+    ids = np.asarray(organ_map)[region]
+    ids = ids[ids > 0]
+    if ids.size == 0:
+        return "other"
+    return organ_group(_ORGAN_NAME_OF_ID.get(int(np.bincount(ids).argmax()), "other"))
+
+
+def lesion_groups(gt_instances: np.ndarray, organ_map: np.ndarray, gt_organ: Optional[Mapping[int, str]] = None) -> dict[int, str]:
+    """GT lesion id -> organ group: ``gt_organ[id]`` when given (the report's truth), else the organ map's."""
+    gt = np.asarray(gt_instances)
+    out = {}
+    for i in np.unique(gt[gt > 0]).astype(int):
+        name = (gt_organ or {}).get(int(i))
+        out[int(i)] = organ_group(name) if name else organ_group_at(organ_map, gt == i)
+    return out
+
+
 def per_organ_lesion_scores(
     pred,
     gt_instances: np.ndarray,
@@ -171,27 +190,16 @@ def per_organ_lesion_scores(
 ) -> dict[str, LesionScore]:
     """LR/LLS split by organ group (liver / kidney / pancreas), as in 000 Table 1.
 
-    A GT lesion's organ is ``gt_organ[id]`` if given, else the organ label under most of its voxels;
-    a matched prediction belongs to its GT lesion's organ, an unmatched one to the organ under its
-    centroid. ``gt_instances`` keeps its own ids (instances="labels").
+    GT lesions are grouped by :func:`lesion_groups`; a matched prediction belongs to its GT lesion's
+    group, an unmatched one to the organ under its centroid. ``gt_instances`` keeps its own ids.
     """
-    gt_inst, n_gt = lesion_instances(gt_instances, "labels")
-    original_ids = np.unique(np.asarray(gt_instances)[np.asarray(gt_instances) > 0]).astype(int)
+    gt_raw = np.asarray(gt_instances)
+    groups_by_original = lesion_groups(gt_raw, organ_map, gt_organ)
+    gt_inst, _ = lesion_instances(gt_raw, "labels")  # ids renumbered 1..n in sorted order
+    gt_group = {new: groups_by_original[orig] for new, orig in enumerate(sorted(groups_by_original), start=1)}
     score = match_lesions(pred, gt_inst, spacing, gt_instances="labels", **kw)
     pred_inst, n_pred = lesion_instances(pred, "components")
     organ_map = np.asarray(organ_map)
-
-    def organ_of_region(region: np.ndarray) -> str:
-        ids = organ_map[region]
-        ids = ids[ids > 0]
-        if ids.size == 0:
-            return "other"
-        return organ_group(_ORGAN_NAME_OF_ID.get(int(np.bincount(ids).argmax()), "other"))
-
-    gt_group = {}
-    for new_id, orig in enumerate(original_ids, start=1):
-        name = (gt_organ or {}).get(int(orig))
-        gt_group[new_id] = organ_group(name) if name else organ_of_region(gt_inst == new_id)
 
     out: dict[str, LesionScore] = {}
     for g in sorted(set(gt_group.values())):

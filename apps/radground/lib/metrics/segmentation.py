@@ -36,7 +36,7 @@ def dice(pred, gt) -> float:
         raise ValueError(f"shape mismatch {p.shape} vs {g.shape}")
     if not p.any() and not g.any():
         return 1.0
-    return float(compute_dice(_onehot_batch(p), _onehot_batch(g), include_background=False)[0, 0])
+    return float(compute_dice(_onehot_batch(p), _onehot_batch(g), include_background=False, ignore_empty=False)[0, 0])
 
 
 def hd95(pred, gt, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> float:

@@ -83,7 +83,7 @@ class LesionBaselineTrain(BasicTrainTask):
             SpatialPadd(keys=("image", "label"), spatial_size=self.patch_size),
             RandCropByPosNegLabeld(
                 keys=("image", "label"), label_key="label", spatial_size=self.patch_size,
-                pos=2, neg=1, num_samples=self.samples_per_volume, image_key="image", image_threshold=0.0,
+                pos=1, neg=1, num_samples=self.samples_per_volume, image_key="image", image_threshold=0.0,
             ),
             RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
             RandShiftIntensityd(keys="image", offsets=0.05, prob=0.5),

@@ -70,7 +70,7 @@ def resample_and_window(keys: KeysCollection, spacing: Sequence[float], image_ke
     keys = [keys] if isinstance(keys, str) else list(keys)
     modes = ["nearest" if k in label_keys else "bilinear" for k in keys]
     return [
-        Orientationd(keys=keys, axcodes="LPS"),
+        Orientationd(keys=keys, axcodes="LPS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         Spacingd(keys=keys, pixdim=tuple(spacing), mode=modes),
         ScaleIntensityRanged(keys=image_key, a_min=HU_WINDOW[0], a_max=HU_WINDOW[1], b_min=0.0, b_max=1.0, clip=True),
         EnsureTyped(keys=keys, dtype=torch.float32),

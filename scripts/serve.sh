@@ -9,6 +9,6 @@ STUDIES=${STUDIES:-studies}
 PORT=${PORT:-8000}
 MODELS=${MODELS:-all}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-.venv/bin/python scripts/generate_studies.py --out "$STUDIES" --if-empty --n "${N_STUDIES:-12}" --preset "${PRESET:-default}" --report-only-fraction 0.5
+.venv/bin/python scripts/generate_studies.py --out "$STUDIES" --if-empty --n "${N_STUDIES:-12}" --preset "${PRESET:-default}" --split test --report-only-fraction 0.5
 exec .venv/bin/python -m monailabel.main start_server --app apps/radground --studies "$STUDIES" \
   --host 127.0.0.1 --port "$PORT" --conf models "$MODELS" "$@"

@@ -49,23 +49,24 @@ def test_infer_returns_a_label_on_the_image_grid(client, server):
     assert params["model"]["version"] not in ("", "untrained")
 
 
-def test_infer_finds_lesions_in_a_study_that_has_them(client, server):
-    """The bundled checkpoint is a real model: it overlaps the largest true lesion of a labelled study."""
-    found = 0
-    tried = 0
+def test_infer_finds_lesions_in_studies_that_have_them(client, server):
+    """The bundled checkpoint is a real model: it finds a share of the true lesions (000's lesion
+    recall, pooled over the served studies) without painting the volume (an untrained network
+    scores LR ~0 or labels everything)."""
+    from lib.metrics.lesion import aggregate, match_lesions
+
+    scores, fractions = [], []
     for image_id in _image_ids(client):
-        truth_file = os.path.join(server.studies, "truth", f"{image_id}_lesions.nii.gz")
-        truth = np.asarray(nib.load(truth_file).dataobj)
-        if truth.max() == 0:
-            continue
-        ids, counts = np.unique(truth[truth > 0], return_counts=True)
-        largest = ids[np.argmax(counts)]
+        truth = nib.load(os.path.join(server.studies, "truth", f"{image_id}_lesions.nii.gz"))
+        gt = np.asarray(truth.dataobj)
         label_file, _ = client.infer("lesion_baseline", image_id, {})
         pred = np.asarray(nib.load(label_file).dataobj) > 0
-        tried += 1
-        found += int(pred[truth == largest].mean() > 0.2)
-    assert tried > 0
-    assert found / tried >= 0.5
+        fractions.append(pred.mean())
+        scores.append(match_lesions(pred, gt, truth.header.get_zooms()[:3], gt_instances="labels"))
+    agg = aggregate(scores)
+    assert agg["n_gt"] > 0
+    assert agg["LR_micro"] >= 0.25, agg
+    assert max(fractions) < 0.01
 
 
 def test_slicer_style_request_gets_nrrd_uint8(client, server):

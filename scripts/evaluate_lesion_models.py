@@ -23,18 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "apps", "radground"))
 
 from lib.data.studies import generate_dataset, read_report, read_truth, split_seeds, truth_lesions_path  # noqa: E402
 from lib.metrics.evaluation import evaluate_study, markdown_table, summarise  # noqa: E402
-
-
-def infer_task(name: str, conf: dict):
-    """The app's infer task for ``name`` with its bundled/trained weights."""
-    from main import discover_configs
-
-    path = discover_configs()[name]
-    module_name, cls_name = path.rsplit(".", 1)
-    cfg = getattr(__import__(module_name, fromlist=[cls_name]), cls_name)()
-    cfg.init(name, os.path.join(ROOT, "apps", "radground", "model"), conf, None)
-    task = cfg.infer()
-    return task[name] if isinstance(task, dict) else task
+from scripts_common import infer_task  # noqa: E402
 
 
 def main() -> None:
@@ -43,6 +32,7 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--models", default="lesion_baseline")
     ap.add_argument("--json", default=None, help="also write the tables here")
+    ap.add_argument("--model-dir", default=None, help="score checkpoints trained into this folder instead of the bundled ones")
     args = ap.parse_args()
 
     studies = tempfile.mkdtemp(prefix="radground_eval_")
@@ -50,7 +40,7 @@ def main() -> None:
     generate_dataset(studies, seeds, preset=args.preset, report_only_fraction=1.0)  # no label in the datastore
     tables = {}
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        task = infer_task(model, {})
+        task = infer_task(model, {"model_dir": args.model_dir} if args.model_dir else {})
         results, times = [], []
         for seed in seeds:
             sid = f"synth_{seed:05d}"

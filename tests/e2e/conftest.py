@@ -41,7 +41,7 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("server")
     studies, model_dir, log = base / "studies", base / "model", base / "server.log"
     port = _free_port()
-    env = dict(os.environ, STUDIES=str(studies), PORT=str(port), MODELS="lesion_baseline", PRESET="default", N_STUDIES="6")
+    env = dict(os.environ, STUDIES=str(studies), PORT=str(port), MODELS="lesion_baseline,anatomy", PRESET="default", N_STUDIES="6")
     env["MONAI_LABEL_DATASTORE_AUTO_RELOAD"] = "false"
     with open(log, "w") as out:
         proc = subprocess.Popen(

@@ -164,3 +164,22 @@ def test_train_one_epoch_writes_a_checkpoint(client, server):
     # The next inference uses the newly trained weights (version = checkpoint hash).
     _, params = client.infer("lesion_baseline", _image_ids(client)[0], {})
     assert params["model"]["file"] == "lesion_baseline.pt"
+
+
+def test_anatomy_names_the_organs_and_caches_per_image(client, server):
+    image_id = _image_ids(client)[1]
+    t0 = time.time()
+    f1, p1 = client.infer("anatomy", image_id, {})
+    first = time.time() - t0
+    t0 = time.time()
+    f2, p2 = client.infer("anatomy", image_id, {})
+    second = time.time() - t0
+    assert p1["cache"] == "miss" and p2["cache"] == "hit"
+    assert p1["label_names"]["liver"] == 1 and p2["label_names"] == p1["label_names"]
+    assert second < first
+    label = np.asarray(nib.load(f2).dataobj)
+    organs = np.asarray(nib.load(os.path.join(server.studies, "labels", "organs", f"{image_id}.nii.gz")).dataobj)
+    assert label.shape == organs.shape
+    from lib.metrics.segmentation import dice
+
+    assert dice(label == 1, organs == 1) > 0.8  # the liver

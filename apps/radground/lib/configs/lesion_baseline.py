@@ -9,7 +9,7 @@ from monailabel.interfaces.config import TaskConfig
 
 from lib.configs.variants import bundled_checkpoint, select_variant
 from lib.infers.lesion_baseline import LesionBaselineInfer
-from lib.networks.lesion_segmenter import build_lesion_segmenter
+from lib.networks.ct_segmenter import build_ct_segmenter
 from lib.trainers.lesion_baseline import LesionBaselineTrain
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class LesionBaseline(TaskConfig):
         super().init(name, model_dir, conf, planner, **kwargs)
         self.variant, self.settings = select_variant(name, VARIANTS, conf)
         self.labels = {"lesion": 1}
-        self.network = build_lesion_segmenter(**self.settings["network"])
+        self.network = build_ct_segmenter(**self.settings["network"])
         suffix = "" if self.variant == "tiny" else f"_{self.variant}"
         # Bundled default first, a checkpoint trained by this server last (MONAI Label picks the last that exists).
         self.path = [bundled_checkpoint(f"{name}{suffix}.pt"), os.path.join(model_dir, f"{name}{suffix}.pt")]

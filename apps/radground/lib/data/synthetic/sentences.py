@@ -10,6 +10,9 @@ report, so a parser that uses (or mirrors) it is aligned with the truth sentence
 * a line without final punctuation (title, ``FINDINGS:`` header) is one sentence;
 * inline labels (``Liver: ...``, ``TECHNIQUE: ...``) belong to the sentence they start;
 * spans exclude surrounding whitespace; empty lines give no sentence.
+
+It is kept apart from ``lib.reports.sentences`` on purpose: the truth the parser is scored against
+must not come from the parser itself.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The report-blind lesion segmenter behind ``lesion_baseline``: MONAI's 3D UNet or SegResNet.
+"""The voxel segmenters of ``lesion_baseline`` and ``anatomy``: MONAI's 3D UNet or SegResNet.
 
 Sizes come from the task config so the tiny variant trains on a CPU in minutes and the
 paper-size variant (SegResNet, as in MONAI's CT recipes) runs on a GPU.
@@ -11,8 +11,8 @@ import torch
 from monai.networks.nets import SegResNet, UNet
 
 
-def build_lesion_segmenter(arch: str, out_channels: int = 2, **kw: Any) -> torch.nn.Module:
-    """Build the baseline network from its config entry (``arch`` = 'unet' or 'segresnet')."""
+def build_ct_segmenter(arch: str, out_channels: int = 2, **kw: Any) -> torch.nn.Module:
+    """Build a segmenter from its config entry (``arch`` = 'unet' or 'segresnet')."""
     if arch == "unet":
         return UNet(
             spatial_dims=3,

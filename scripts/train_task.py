@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""Train the bundled ``lesion_baseline`` checkpoint on synthetic training studies.
+"""Train a task's bundled checkpoint on synthetic training studies.
 
-It goes through the app's own MONAI Label train task (the code path ``/train/lesion_baseline``
-runs), then ships the best weights as ``apps/radground/model/pretrained_lesion_baseline.pt``.
+It goes through the app's own MONAI Label train task (the code path of ``/train/<task>``), then
+ships the best weights as ``apps/radground/model/pretrained_<task>.pt``.
 
-    .venv/bin/python scripts/train_lesion_baseline.py --n 24 --epochs 120
+    .venv/bin/python scripts/train_task.py --task lesion_baseline --n 24 --epochs 150
+    .venv/bin/python scripts/train_task.py --task anatomy --n 16 --epochs 60
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from lib.data.studies import SPLITS, generate_dataset  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="lesion_baseline")
     ap.add_argument("--n", type=int, default=24, help="training studies (all with final labels)")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--epochs", type=int, default=120)
@@ -35,6 +37,7 @@ def main() -> None:
     ap.add_argument("--variant", default="tiny")
     ap.add_argument("--work", default=None, help="work folder (default: a temp dir)")
     ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    ap.add_argument("--continue-bundled", action="store_true", help="start from the shipped checkpoint instead of random weights")
     args = ap.parse_args()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -50,27 +53,27 @@ def main() -> None:
     from main import RadGroundApp
 
     model_dir = os.path.join(work, "model")
-    app = RadGroundApp(APP_DIR, studies, {"models": "lesion_baseline", "model_dir": model_dir, "variant": args.variant})
+    app = RadGroundApp(APP_DIR, studies, {"models": args.task, "model_dir": model_dir, "variant": args.variant})
     t0 = time.time()
     stats = app.train(
         {
-            "model": "lesion_baseline",
+            "model": args.task,
             "max_epochs": args.epochs,
             "val_interval": args.val_interval,
             "val_split": 0.2,
             "dataset": "CacheDataset",
             "dataloader": "DataLoader",
             "train_batch_size": 2,
-            "pretrained": False,
+            "pretrained": args.continue_bundled,
             "device": "cuda" if torch.cuda.is_available() else "cpu",
         }
     )
     print(f"trained in {time.time() - t0:.0f}s: best val Dice {stats.get('best_metric')} at epoch {stats.get('best_metric_epoch')}")
 
     suffix = "" if args.variant == "tiny" else f"_{args.variant}"
-    trained = os.path.join(model_dir, f"lesion_baseline{suffix}.pt")
+    trained = os.path.join(model_dir, f"{args.task}{suffix}.pt")
     ckpt = torch.load(trained, map_location="cpu")
-    target = bundled_checkpoint(f"lesion_baseline{suffix}.pt")
+    target = bundled_checkpoint(f"{args.task}{suffix}.pt")
     torch.save({"model": ckpt.get("model", ckpt)}, target + ".tmp")
     os.replace(target + ".tmp", target)
     print(f"shipped {target} ({os.path.getsize(target) / 1e6:.1f} MB)")

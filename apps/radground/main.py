@@ -7,8 +7,11 @@ with a clear 4xx; nothing reaches the client as a stack trace.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import logging
 import os
+import pkgutil
 import tempfile
 from typing import Any, Dict
 
@@ -28,7 +31,6 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
-from monailabel.utils.others.class_utils import get_class_names
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +39,17 @@ REPORT_TASKS_ATTR = "needs_report"
 
 
 def discover_configs() -> Dict[str, str]:
-    """Task name -> TaskConfig class path for every config module in lib/configs."""
+    """Task name (module name) -> class path of the concrete TaskConfig defined in each lib/configs module.
+
+    MONAI Label's ``get_class_names`` only sees direct subclasses of TaskConfig; the tasks here share
+    intermediate bases (``CTSegmentationConfig``), so any concrete subclass counts.
+    """
     configs = {}
-    for c in get_class_names(lib.configs, "TaskConfig"):
-        configs[c.split(".")[-2].lower()] = c
+    for info in pkgutil.iter_modules(lib.configs.__path__):
+        module = importlib.import_module(f"lib.configs.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and issubclass(cls, TaskConfig) and not inspect.isabstract(cls):
+                configs[info.name.lower()] = f"{module.__name__}.{cls.__name__}"
     return dict(sorted(configs.items()))
 
 

@@ -9,11 +9,11 @@ from lib.trainers.segmentation import CTSegmentationTrain
 
 
 class LesionBaselineTrain(CTSegmentationTrain):
-    def __init__(self, model_dir: str, network, target_spacing, patch_size, roi_size, **kwargs):
+    def __init__(self, model_dir: str, network, labels, target_spacing, patch_size, roi_size, **kwargs):
         super().__init__(
             model_dir,
             network,
-            labels={"lesion": 1},
+            labels=labels,
             target_spacing=target_spacing,
             patch_size=patch_size,
             roi_size=roi_size,

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 import nibabel as nib
@@ -21,9 +20,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "apps", "radground"))
 
-from lib.data.studies import generate_dataset, read_report, read_truth, split_seeds, truth_lesions_path  # noqa: E402
+from lib.data.studies import read_report, read_truth, truth_lesions_path  # noqa: E402
 from lib.metrics.evaluation import evaluate_study, markdown_table, summarise  # noqa: E402
-from scripts_common import infer_task  # noqa: E402
+from lib.reports import parse_report  # noqa: E402
+from scripts_common import heldout_studies, infer_task  # noqa: E402
 
 
 def main() -> None:
@@ -35,9 +35,7 @@ def main() -> None:
     ap.add_argument("--model-dir", default=None, help="score checkpoints trained into this folder instead of the bundled ones")
     args = ap.parse_args()
 
-    studies = tempfile.mkdtemp(prefix="radground_eval_")
-    seeds = split_seeds("test", args.n)
-    generate_dataset(studies, seeds, preset=args.preset, report_only_fraction=1.0)  # no label in the datastore
+    studies, seeds = heldout_studies(args.n, args.preset, prefix="radground_eval_")  # no label in the datastore
     tables = {}
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         task = infer_task(model, {"model_dir": args.model_dir} if args.model_dir else {})
@@ -47,7 +45,9 @@ def main() -> None:
             image = os.path.join(studies, f"{sid}.nii.gz")
             truth = read_truth(studies, sid)
             t0 = time.time()
-            label_file, _ = task({"image": image, "device": "cpu", "report": read_report(studies, sid)})
+            report = read_report(studies, sid)
+            # as the server does for report tasks: the parsed report travels with the request
+            label_file, _ = task({"image": image, "device": "cpu", "report": report, "parsed_report": parse_report(report).model_dump()})
             times.append(time.time() - t0)
             pred = np.asarray(nib.load(label_file).dataobj)
             os.remove(label_file)

@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--start", type=int, default=0, help="offset inside the split's seed range")
     ap.add_argument("--seeds", type=int, nargs="*", help="explicit seeds (overrides --split/--n/--start)")
     ap.add_argument("--report-only-fraction", type=float, default=0.0, help="fraction of studies written without labels/final")
+    ap.add_argument("--body", default="abdomen", choices=["abdomen", "chest", "both"], help="body part (both: one study of each per seed)")
     ap.add_argument("--if-empty", action="store_true", help="do nothing when the folder already holds studies")
     args = ap.parse_args(argv)
     if args.if_empty and list_studies(args.out):
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
         print(f"{info['study_id']}  split={info['split']}  shape={'x'.join(map(str, info['shape']))}  lesions={info['n_lesions']}  {mode}  {now - last[0]:.2f}s", flush=True)
         last[0] = now
 
-    written = generate_dataset(args.out, seeds, args.preset, args.report_only_fraction, on_study=show)
+    written = generate_dataset(args.out, seeds, args.preset, args.report_only_fraction, on_study=show, body=args.body)
     n_ro = sum(w["report_only"] for w in written)
     print(f"wrote {len(written)} studies ({n_ro} report-only) to {os.path.abspath(args.out)} in {time.time() - t0:.1f}s")
     return 0

@@ -1,8 +1,10 @@
-"""Helpers shared by the scripts: the app's own infer tasks, built as the server builds them."""
+"""Helpers shared by the scripts: the app's own infer tasks, built as the server builds them, and
+held-out studies to score them on."""
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP_DIR = os.path.join(ROOT, "apps", "radground")
@@ -20,3 +22,18 @@ def infer_task(name: str, conf: dict):
     cfg.init(name, conf.get("model_dir") or os.path.join(APP_DIR, "model"), conf, None)
     task = cfg.infer()
     return task[name] if isinstance(task, dict) else task
+
+
+def heldout_studies(n: int, preset: str, report_only_fraction=1.0, prefix: str = "radground_heldout_", **generate_kwargs) -> tuple[str, list[int]]:
+    """``n`` held-out synthetic studies (test seeds, never used in training) in a new temp folder.
+
+    By default every study is report-only (no label in the datastore; the truth stays under
+    ``truth/``); other keyword arguments go to ``generate_dataset``. Returns (folder, seeds); the
+    caller owns the folder.
+    """
+    from lib.data.studies import generate_dataset, split_seeds
+
+    studies = tempfile.mkdtemp(prefix=prefix)
+    seeds = split_seeds("test", n)
+    generate_dataset(studies, seeds, preset=preset, report_only_fraction=report_only_fraction, **generate_kwargs)
+    return studies, seeds

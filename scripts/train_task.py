@@ -5,7 +5,7 @@ It goes through the app's own MONAI Label train task (the code path of ``/train/
 ships the best weights as ``apps/radground/model/pretrained_<task>.pt``.
 
     .venv/bin/python scripts/train_task.py --task lesion_baseline --n 24 --epochs 150
-    .venv/bin/python scripts/train_task.py --task anatomy --n 16 --epochs 60
+    .venv/bin/python scripts/train_task.py --task anatomy --body both --n 16 --epochs 60
 """
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def main() -> None:
     ap.add_argument("--task", default="lesion_baseline")
     ap.add_argument("--n", type=int, default=24, help="training studies (all with final labels)")
     ap.add_argument("--preset", default="default")
+    ap.add_argument("--body", default="abdomen", choices=["abdomen", "chest", "both"], help="body part of the training studies")
     ap.add_argument("--epochs", type=int, default=120)
+    ap.add_argument("--report-only-fraction", type=float, default=0.0, help="studies written without labels/final (weak report supervision: gleve)")
     ap.add_argument("--val-interval", type=int, default=20)
     ap.add_argument("--variant", default="tiny")
     ap.add_argument("--work", default=None, help="work folder (default: a temp dir)")
@@ -47,8 +49,8 @@ def main() -> None:
     studies = os.path.join(work, "studies")
     seeds = list(SPLITS["train"])[: args.n]
     t0 = time.time()
-    generate_dataset(studies, seeds, preset=args.preset, report_only_fraction=0.0)
-    print(f"generated {len(seeds)} training studies in {time.time() - t0:.0f}s -> {studies}")
+    generate_dataset(studies, seeds, preset=args.preset, report_only_fraction=args.report_only_fraction, body=args.body)
+    print(f"generated {len(seeds)} x {args.body} training studies in {time.time() - t0:.0f}s -> {studies}")
 
     from main import RadGroundApp
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lib.anatomy.prior import organ_masks, organ_statistics, soft_organ_maps
+from lib.anatomy.labels import ANATOMY_STRUCTURES, REGION_IDS
+from lib.anatomy.prior import organ_masks, organ_statistics, region_masks, soft_organ_maps
 
 ORGANS = {"liver": 1, "spleen": 2}
 
@@ -52,3 +53,16 @@ def test_statistics_by_hand():
     assert s["liver"]["volume_ml"] == pytest.approx(216 * 1.5 * 1.5 * 2.5 / 1000)
     assert s["liver"]["mean_hu"] == pytest.approx(61.0)
     assert s["spleen"]["std_hu"] == pytest.approx(0.0)
+
+
+def test_region_masks_merge_structures_by_region():
+    lab = np.zeros((6, 6, 6), np.uint8)
+    lab[0, 0, 0] = ANATOMY_STRUCTURES["lung_right"]
+    lab[1, 0, 0] = ANATOMY_STRUCTURES["lung_left"]
+    lab[2, 0, 0] = ANATOMY_STRUCTURES["aorta"]  # thoracic aorta belongs to the mediastinum region
+    lab[3, 0, 0] = ANATOMY_STRUCTURES["rib_cage"]
+    lab[4, 0, 0] = ANATOMY_STRUCTURES["vertebra"]
+    m = region_masks(lab)
+    assert set(m) == set(REGION_IDS)
+    assert m["lung"].sum() == 2 and m["mediastinum"].sum() == 1 and m["bone"].sum() == 2
+    assert not m["thyroid"].any() and not m["breast"].any()

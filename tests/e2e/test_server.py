@@ -29,9 +29,11 @@ def test_info_lists_the_baseline_task(client):
 
 def test_datastore_holds_labelled_and_report_only_studies(client, server):
     objects = client.datastore()["objects"]
-    assert len(objects) == 6
+    assert len(objects) == 12  # 6 seeds x (abdomen, chest)
+    assert sum(k.startswith("chest_") for k in objects) == 6
     labelled = [k for k, v in objects.items() if "final" in v.get("labels", {})]
-    assert 0 < len(labelled) < 6, "report-only studies must have no final label"
+    assert 0 < len(labelled) < 12, "report-only studies must have no final label"
+    assert all("regions" in v.get("labels", {}) for k, v in objects.items() if k.startswith("chest_"))
     for image_id in objects:
         assert os.path.isfile(os.path.join(server.studies, "reports", f"{image_id}.txt"))
 
@@ -56,7 +58,7 @@ def test_infer_finds_lesions_in_studies_that_have_them(client, server):
     from lib.metrics.lesion import aggregate, match_lesions
 
     scores, fractions = [], []
-    for image_id in _image_ids(client):
+    for image_id in [i for i in _image_ids(client) if i.startswith("synth_")]:  # abdominal lesions (chest studies hold chest findings)
         truth = nib.load(os.path.join(server.studies, "truth", f"{image_id}_lesions.nii.gz"))
         gt = np.asarray(truth.dataobj)
         label_file, _ = client.infer("lesion_baseline", image_id, {})
@@ -167,7 +169,7 @@ def test_train_one_epoch_writes_a_checkpoint(client, server):
 
 
 def test_anatomy_names_the_organs_and_caches_per_image(client, server):
-    image_id = _image_ids(client)[1]
+    image_id = [i for i in _image_ids(client) if i.startswith("synth_")][1]
     t0 = time.time()
     f1, p1 = client.infer("anatomy", image_id, {})
     first = time.time() - t0
@@ -183,3 +185,18 @@ def test_anatomy_names_the_organs_and_caches_per_image(client, server):
     from lib.metrics.segmentation import dice
 
     assert dice(label == 1, organs == 1) > 0.8  # the liver
+
+
+def test_anatomy_segments_the_chest_regions(client, server):
+    """A chest study: structures named for Slicer, and merged into Reg2RG regions they match the truth."""
+    from lib.anatomy.labels import REGION_IDS, region_map
+    from lib.metrics.segmentation import dice
+
+    image_id = next(i for i in _image_ids(client) if i.startswith("chest_"))
+    f, p = client.infer("anatomy", image_id, {})
+    assert p["label_names"]["right lung"] == 9 and p["label_names"]["thyroid"] == 15
+    regions = region_map(np.asarray(nib.load(f).dataobj))
+    truth = np.asarray(nib.load(os.path.join(server.studies, "labels", "regions", f"{image_id}.nii.gz")).dataobj)
+    assert regions.shape == truth.shape
+    assert dice(regions == REGION_IDS["lung"], truth == REGION_IDS["lung"]) > 0.85
+    assert dice(regions == REGION_IDS["heart"], truth == REGION_IDS["heart"]) > 0.75

@@ -51,5 +51,7 @@ def test_bundled_anatomy_model_segments_held_out_organs():
     from evaluate_anatomy import evaluate
 
     table = evaluate(n=2, preset="default")
-    assert table["mean"] >= 0.80, table
-    assert table["liver"] >= 0.85, table
+    assert table["abdomen"]["mean"] >= 0.80, table
+    assert table["abdomen"]["liver"] >= 0.85, table
+    assert table["chest"]["mean"] >= 0.75, table
+    assert table["chest"]["lung"] >= 0.85 and table["chest"]["heart"] >= 0.8, table

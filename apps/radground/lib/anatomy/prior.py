@@ -19,6 +19,14 @@ def organ_masks(label_map: np.ndarray, organs: Mapping[str, int]) -> dict[str, n
     return {name: lab == oid for name, oid in organs.items()}
 
 
+def region_masks(label_map: np.ndarray, structures: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Binary mask per Reg2RG chest region from the anatomy structure map (absent regions all-False)."""
+    from lib.anatomy.labels import REGION_IDS, region_map
+
+    regions = region_map(label_map, dict(structures) if structures else None)
+    return {name: regions == rid for name, rid in REGION_IDS.items()}
+
+
 def soft_organ_maps(label_map: np.ndarray, organs: Mapping[str, int], spacing: Sequence[float], sigma_mm: float = 4.0) -> np.ndarray:
     """(K, X, Y, Z) float32 Gaussian-smoothed organ masks M~_k of 000 eq. 2, in the order of ``organs``.
 

@@ -1,7 +1,10 @@
 """Shared TaskConfig of the voxel segmenters (``lesion_baseline``, ``anatomy``).
 
-A subclass names its variants, its labels and its infer/train classes; building the network,
-the checkpoint paths (bundled default first, server-trained last) and the two tasks is common.
+A subclass names its variants, its labels, its infer class and the keyword arguments of its infer
+and train tasks; building the network, the checkpoint paths (bundled default first, server-trained
+last) and the two tasks is common. Every voxel segmenter trains with the one
+:class:`lib.trainers.segmentation.CTSegmentationTrain`: what differs between tasks (the label tag
+read from the datastore, binarised instance labels, the description) comes from ``train_kwargs()``.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from monailabel.interfaces.config import TaskConfig
 
 from lib.configs.variants import bundled_checkpoint, select_variant
 from lib.networks.ct_segmenter import build_ct_segmenter
+from lib.trainers.segmentation import CTSegmentationTrain
 
 
 #: CPU network of the ``tiny`` variants. Batch norm, not instance norm: instance statistics of a 64^3
@@ -34,14 +38,19 @@ def variants(tiny_spacing, paper_spacing=(1.5, 1.5, 2.5)) -> dict[str, dict[str,
 class CTSegmentationConfig(TaskConfig):
     VARIANTS: dict[str, dict[str, Any]] = {}
     infer_cls: type
-    train_cls: type
 
     @abstractmethod
     def task_labels(self) -> dict[str, int]:
         """Segment name -> label id (0 is background)."""
 
     def infer_kwargs(self) -> dict[str, Any]:
+        """Task-specific keyword arguments of ``infer_cls``."""
         return {}
+
+    def train_kwargs(self) -> dict[str, Any]:
+        """Task-specific keyword arguments of CTSegmentationTrain: ``description``, ``label_tag``
+        (datastore labels to train on; default ``final``), ``binarize_label`` (instances -> foreground)."""
+        return {"description": f"Train the {self.name} segmenter"}
 
     def init(self, name: str, model_dir: str, conf: dict[str, str], planner: Any, **kwargs):
         super().init(name, model_dir, conf, planner, **kwargs)
@@ -59,11 +68,12 @@ class CTSegmentationConfig(TaskConfig):
         return {self.name: self.infer_cls(path=self.path, labels=self.labels, load_strict=True, **self._geometry(), **self.infer_kwargs())}
 
     def trainer(self):
-        return self.train_cls(
+        return CTSegmentationTrain(
             model_dir=os.path.join(self.model_dir, self.name),
             labels=self.labels,
             patch_size=self.settings["patch_size"],
             load_path=self.path[0],
             publish_path=self.path[1],
             **self._geometry(),
+            **self.train_kwargs(),
         )

@@ -3,15 +3,17 @@
 Layout under ``<studies>``::
 
     <id>.nii.gz                     image, int16 HU (the datastore's images)
-    labels/final/<id>.nii.gz        lesion instance map (absent for report-only studies)
-    labels/organs/<id>.nii.gz       organ map (ABDOMEN_ORGANS ids)
+    labels/final/<id>.nii.gz        lesion (chest: finding) instance map (absent for report-only studies)
+    labels/organs/<id>.nii.gz       structure map (ANATOMY_STRUCTURES ids: abdominal organs, chest structures)
+    labels/regions/<id>.nii.gz      chest studies: Reg2RG region map (REGION_IDS)
     reports/<id>.txt                report text, UTF-8 (read by infer tasks when a request has none)
     truth/<id>.json                 ground truth (lesions, sentences, links)
     truth/<id>_lesions.nii.gz       lesion instance map, always (for evaluation of report-only studies)
 
 Every file is written to a hidden temporary file in its own folder and moved into place with
 ``os.replace``, so a reader (or the MONAI Label datastore scan) never sees a half-written file.
-Seed ranges per split are fixed here, once: held-out test seeds never reach training.
+Seed ranges per split are fixed here, once: held-out test seeds never reach training. Abdominal
+studies are ``synth_<seed>``, chest studies ``chest_<seed>``; one seed can give both.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ SPLITS: dict[str, range] = {
 
 LABELS_FINAL = os.path.join("labels", "final")
 LABELS_ORGANS = os.path.join("labels", "organs")
+LABELS_REGIONS = os.path.join("labels", "regions")
+BODIES = ("abdomen", "chest")
 REPORTS = "reports"
 TRUTH = "truth"
 
@@ -61,6 +65,10 @@ def label_path(studies_dir: str, image_id: str) -> str:
 
 def organ_path(studies_dir: str, image_id: str) -> str:
     return os.path.join(studies_dir, LABELS_ORGANS, f"{image_id}.nii.gz")
+
+
+def region_path(studies_dir: str, image_id: str) -> str:
+    return os.path.join(studies_dir, LABELS_REGIONS, f"{image_id}.nii.gz")
 
 
 def report_path(studies_dir: str, image_id: str) -> str:
@@ -121,6 +129,9 @@ def write_study(study, studies_dir: str, with_label: bool = True) -> dict[str, s
     save_nifti(out["image"], study.image.astype(np.int16), study.affine)
     save_nifti(out["organs"], study.organs.astype(np.uint8), study.affine)
     save_nifti(out["truth_lesions"], study.lesions.astype(np.uint8), study.affine)
+    if getattr(study, "regions", None) is not None:
+        out["regions"] = region_path(studies_dir, sid)
+        save_nifti(out["regions"], study.regions.astype(np.uint8), study.affine)
     if with_label:
         out["label"] = label_path(studies_dir, sid)
         save_nifti(out["label"], study.lesions.astype(np.uint8), study.affine)
@@ -152,6 +163,15 @@ def read_truth(studies_dir: str, image_id: str) -> Optional[dict]:
         return json.load(f)
 
 
+def body_part_of(studies_dir: str, image_id: str) -> Optional[str]:
+    """'abdomen' / 'chest' from the study's truth, None when it has none (real data)."""
+    try:
+        truth = read_truth(studies_dir, image_id)
+    except (OSError, ValueError):
+        return None
+    return truth.get("region") if isinstance(truth, dict) else None
+
+
 def list_studies(studies_dir: str) -> list[str]:
     """Image ids in ``studies_dir`` (files <id>.nii.gz at the top level, hidden files skipped)."""
     if not os.path.isdir(studies_dir):
@@ -174,12 +194,17 @@ def generate_dataset(
     preset: str = "default",
     report_only_fraction: Union[float, Iterable[int]] = 0.0,
     on_study=None,
+    body: str = "abdomen",
 ) -> list[dict]:
     """Generate and write the studies of ``seeds``; returns one summary dict per study.
 
     ``report_only_fraction`` is either a fraction (studies chosen per seed, deterministically)
-    or an explicit collection of seeds that are written without labels/final.
+    or an explicit collection of seeds that are written without labels/final. ``body`` is
+    abdomen, chest, or both (two studies per seed).
     """
+    bodies = BODIES if body == "both" else (body,)
+    if any(b not in BODIES for b in bodies):
+        raise ValueError(f"unknown body {body!r}; choose abdomen, chest or both")
     from lib.data.synthetic.study import generate_study
 
     explicit = None if isinstance(report_only_fraction, (int, float)) else {int(s) for s in report_only_fraction}
@@ -187,19 +212,21 @@ def generate_dataset(
     for seed in seeds:
         seed = int(seed)
         report_only = (seed in explicit) if explicit is not None else is_report_only(seed, float(report_only_fraction))
-        study = generate_study(seed, preset)
-        paths = write_study(study, studies_dir, with_label=not report_only)
-        info = {
-            "study_id": study.study_id,
-            "seed": seed,
-            "split": split_of(seed),
-            "preset": preset,
-            "report_only": report_only,
-            "shape": list(study.image.shape),
-            "n_lesions": len(study.truth["lesions"]),
-            "paths": paths,
-        }
-        out.append(info)
-        if on_study is not None:
-            on_study(info)
+        for b in bodies:
+            study = generate_study(seed, preset, body=b)
+            paths = write_study(study, studies_dir, with_label=not report_only)
+            info = {
+                "study_id": study.study_id,
+                "seed": seed,
+                "body": b,
+                "split": split_of(seed),
+                "preset": preset,
+                "report_only": report_only,
+                "shape": list(study.image.shape),
+                "n_lesions": len(study.truth["lesions"]) + len(study.truth.get("findings", [])),
+                "paths": paths,
+            }
+            out.append(info)
+            if on_study is not None:
+                on_study(info)
     return out

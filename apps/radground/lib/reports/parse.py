@@ -63,4 +63,25 @@ def parse_report(
         raise ReportError(f"unknown report parser backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not parsed.sentences:
         raise ReportError("report has no sentences (no letters or digits)")
-    return parsed
+    return with_regions(parsed)
+
+
+def with_regions(parsed: ParsedReport) -> ParsedReport:
+    """Fill ``Sentence.region`` (heading first, then words) for every diagnostic sentence.
+
+    Chest findings without a lesion noun ("Small left pleural effusion.", "Cardiomegaly.") are
+    recognised here as findings (or negatives), so a chest report's sections are complete.
+    """
+    from lib.reports.regions import finding_term_kind, sentence_region
+    from lib.reports.schema import SentenceKind
+    from lib.reports.sentences import NON_DIAGNOSTIC_SECTIONS
+    from lib.reports.vocabulary import RECOMMENDATION_RE
+
+    sentences = []
+    for s in parsed.sentences:
+        kind = s.kind
+        if kind == SentenceKind.NON_DIAGNOSTIC and s.section not in NON_DIAGNOSTIC_SECTIONS and not RECOMMENDATION_RE.search(s.text):
+            kind = SentenceKind(finding_term_kind(s.text) or kind)
+        region = None if kind == SentenceKind.NON_DIAGNOSTIC else sentence_region(s.text, s.section)
+        sentences.append(s.model_copy(update={"kind": kind, "region": region}))
+    return parsed.model_copy(update={"sentences": sentences})

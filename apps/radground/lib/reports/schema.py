@@ -69,6 +69,7 @@ class Sentence(BaseModel):
     section: str = ""  # e.g. findings, impression, technique, or a region name
     kind: SentenceKind = SentenceKind.NON_DIAGNOSTIC
     organs: list[str] = Field(default_factory=list)
+    region: Optional[str] = None  # Reg2RG chest region (lib.reports.regions); None for non-diagnostic text
 
 
 class ParsedReport(BaseModel):
@@ -87,6 +88,29 @@ class ParsedReport(BaseModel):
     @property
     def groundable_sentences(self) -> list[Sentence]:
         return [s for s in self.sentences if s.kind == SentenceKind.FINDING]
+
+    def region_sections(self, include_impression: bool = False) -> dict[str, list[Sentence]]:
+        """Diagnostic sentences grouped by chest region, in report order (the per-region report of 004)."""
+        out: dict[str, list[Sentence]] = {}
+        for s in self.sentences:
+            if s.region is None or s.kind == SentenceKind.NON_DIAGNOSTIC:
+                continue
+            if s.section == "impression" and not include_impression:
+                continue
+            out.setdefault(s.region, []).append(s)
+        return out
+
+    def region_text(self, region: str) -> str:
+        """The findings text of one region, headings stripped (what Reg2RG writes for that region)."""
+        return " ".join(strip_heading(s.text) for s in self.region_sections().get(region, []))
+
+
+def strip_heading(text: str) -> str:
+    """'Lungs: The lungs are clear.' -> 'The lungs are clear.' (only a short leading 'Heading:')."""
+    head, sep, rest = text.partition(":")
+    if sep and rest.strip() and len(head.split()) <= 5 and head.strip() and all(c.isalpha() or c in " /&-" for c in head.strip()):
+        return rest.strip()
+    return text
 
 
 def ellipsoid_volume_ml(size_mm: list[float]) -> float:

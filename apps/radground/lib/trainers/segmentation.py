@@ -8,7 +8,8 @@ full sliding-window pass with the inference window.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+import os
+from typing import Optional, Sequence
 
 import torch
 from monai.handlers import MeanDice, from_engine
@@ -28,6 +29,7 @@ from monai.transforms import (
 from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
+from lib.data.studies import body_part_of
 from lib.transforms.ct import load_ct, resample_and_window
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class CTSegmentationTrain(BasicTrainTask):
         binarize_label: bool = False,
         learning_rate: float = 1e-3,
         samples_per_volume: int = 4,
+        body_parts: Optional[Sequence[str]] = None,
         **kwargs,
     ):
         self._network = network
@@ -61,6 +64,7 @@ class CTSegmentationTrain(BasicTrainTask):
         self.binarize_label = binarize_label
         self.learning_rate = learning_rate
         self.samples_per_volume = samples_per_volume
+        self.body_parts = tuple(body_parts) if body_parts else None
         config = {
             "max_epochs": 50,
             "val_split": 0.2,
@@ -75,14 +79,21 @@ class CTSegmentationTrain(BasicTrainTask):
 
     # --------------------------------------------------------------- data
     def pre_process(self, request, datastore):
-        """Image/label pairs of the task's label tag (``final`` = the radiologists' corrected labels)."""
-        if self.label_tag == DefaultLabelTag.FINAL.value:
-            return datastore.datalist()
+        """Image/label pairs of the task's label tag (``final`` = the radiologists' corrected labels).
+
+        With ``body_parts`` set, studies whose truth names another body part are left out (a chest
+        study's ``final`` label holds chest findings, not abdominal lesions); studies without truth
+        (real data) are kept.
+        """
         pairs = []
         for image_id in datastore.list_images():  # (get_labeled_images ignores its label_tag in 0.8.5)
             label_id = datastore.get_label_by_image_id(image_id, self.label_tag)
-            if label_id:
-                pairs.append({"image": datastore.get_image_uri(image_id), "label": datastore.get_label_uri(label_id, self.label_tag)})
+            if not label_id:
+                continue
+            image = datastore.get_image_uri(image_id)
+            if self.body_parts and body_part_of(os.path.dirname(image), image_id) not in (None, *self.body_parts):
+                continue
+            pairs.append({"image": image, "label": datastore.get_label_uri(label_id, self.label_tag)})
         return pairs
 
     def _label_prep(self) -> list:

@@ -5,12 +5,13 @@ target spacing, and an HU window scaled to [0, 1].
 """
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from typing import Hashable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import (
+    CopyItemsd,
     EnsureChannelFirstd,
     EnsureTyped,
     LoadImaged,
@@ -65,13 +66,21 @@ def load_ct(keys: KeysCollection, image_key: str = "image") -> list:
     ]
 
 
-def resample_and_window(keys: KeysCollection, spacing: Sequence[float], image_key: str = "image", label_keys: Sequence[str] = ()) -> list:
-    """Orient, resample to ``spacing`` (labels nearest-neighbour) and window HU to [0, 1]."""
+def resample_and_window(
+    keys: KeysCollection, spacing: Sequence[float], image_key: str = "image", label_keys: Sequence[str] = (), hu_key: Optional[str] = None
+) -> list:
+    """Orient, resample to ``spacing`` (labels nearest-neighbour) and window HU to [0, 1].
+
+    ``hu_key``: also keep the resampled image in HU under this key (GLeVE compares region HU with
+    the report, 000 eq. 4), taken before windowing.
+    """
     keys = [keys] if isinstance(keys, str) else list(keys)
     modes = ["nearest" if k in label_keys else "bilinear" for k in keys]
+    keep_hu = [CopyItemsd(keys=image_key, names=hu_key)] if hu_key else []
     return [
         Orientationd(keys=keys, axcodes="LPS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         Spacingd(keys=keys, pixdim=tuple(spacing), mode=modes),
+        *keep_hu,
         ScaleIntensityRanged(keys=image_key, a_min=HU_WINDOW[0], a_max=HU_WINDOW[1], b_min=0.0, b_max=1.0, clip=True),
-        EnsureTyped(keys=keys, dtype=torch.float32),
+        EnsureTyped(keys=keys + ([hu_key] if hu_key else []), dtype=torch.float32),
     ]

@@ -15,11 +15,14 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from lib.anatomy.labels import ABDOMEN_ORGANS
+from lib.anatomy.labels import ABDOMEN_ORGANS, ANATOMY_STRUCTURES
 
 from .geometry import Capsule, Ellipsoid, Grid, SmoothField, polyline_capsules, rotation
 
 HU = Union[float, Callable]
+
+#: HU of the pleural rim (parietal pleura + extrapleural fat) around every lung.
+PLEURA_HU = -35.0
 
 
 @dataclass
@@ -28,12 +31,15 @@ class Layer:
 
     label: an ABDOMEN_ORGANS id to set, 0 to clear the organ label (e.g. the IVC running through
     the liver), or None to leave the organ label as it is (intrahepatic vessels stay 'liver').
+    host: when set, the layer only paints voxels whose current label is one of these ids (a lung
+    nodule stays inside the lung, pulmonary vessels never leave it).
     """
 
     name: str
     shape: object
     hu: HU
     label: Optional[int] = 0
+    host: Optional[tuple[int, ...]] = None  # paint only where the label map already holds one of these ids
 
 
 class SuperEllipseBody:
@@ -214,7 +220,7 @@ def build_anatomy(rng: np.random.Generator) -> Anatomy:
             band = (wall_in.rho(x, y) > 1.0) & (wall_out.rho(x, y) < 1.0)
             return band & (np.abs(z - zc) < 5.5 * g) & (ang < 1.15) & (ang > -1.1)
 
-        add("rib", Predicate(rib, (-cav_ax - 30, -cav_ant - 30, zr - 45 * g), (cav_ax + 30, cav_post + 30, zr + 15 * g)), hu["cortical"] * 0.75)
+        add("rib", Predicate(rib, (-cav_ax - 30, -cav_ant - 30, zr - 45 * g), (cav_ax + 30, cav_post + 30, zr + 15 * g)), hu["cortical"] * 0.75, ANATOMY_STRUCTURES["rib_cage"])
 
     # --- paraspinal and psoas muscles ------------------------------------------------------
     for sx in (-1, 1):
@@ -227,7 +233,10 @@ def build_anatomy(rng: np.random.Generator) -> Anatomy:
     # --- lung bases ------------------------------------------------------------------------
     lung_tex = SmoothField(rng, (15, 40), 4)
     for sx, dz in ((-1, 0.0), (1, -12.0)):
-        add("lung", Ellipsoid(np.array([sx * 80 * g, 50 * g, liver_top + 70 * g + dz]), np.array([62, 66, 100]) * g), _tex(-850, lung_tex, 40))
+        lung_c = np.array([sx * 80 * g, 50 * g, liver_top + 70 * g + dz])
+        # the same 6 mm pleural rim (parietal pleura + extrapleural fat) the chest phantom paints
+        add("pleura", Ellipsoid(lung_c, np.array([62, 66, 100]) * g + 6.0 * g), PLEURA_HU, ANATOMY_STRUCTURES["pleura"])
+        add("lung", Ellipsoid(lung_c, np.array([62, 66, 100]) * g), _tex(-850, lung_tex, 40), ANATOMY_STRUCTURES["lung_right" if sx < 0 else "lung_left"])
 
     # --- hollow viscera: bowel, colon, stomach, duodenum, bladder --------------------------
     feces = SmoothField(rng, (8, 20), 5)
@@ -260,10 +269,11 @@ def build_anatomy(rng: np.random.Generator) -> Anatomy:
     sc = np.array([55 * g + J(4), -15 * g + J(4), lc[2] + 18 * g + J(5)])
     srad = np.array([38, 34, 48]) * g * rng.uniform(0.85, 1.15)
     srot = rotation(angles_deg=(0, 25, -30))
-    add("stomach", Ellipsoid(sc, srad, srot), hu["muscle"] - 5)
+    stomach_id = ANATOMY_STRUCTURES["stomach"]
+    add("stomach", Ellipsoid(sc, srad, srot), hu["muscle"] - 5, stomach_id)
     air_level = sc[1] - srad[1] * rng.uniform(0.2, 0.7)
-    add("stomach", Ellipsoid(sc, srad - 4, srot), rng.uniform(5, 25))
-    add("stomach", Ellipsoid(sc, srad - 4, srot, clip=lambda x, y, z: y < air_level), -1000.0)
+    add("stomach", Ellipsoid(sc, srad - 4, srot), rng.uniform(5, 25), stomach_id)
+    add("stomach", Ellipsoid(sc, srad - 4, srot, clip=lambda x, y, z: y < air_level), -1000.0, stomach_id)
     tube("duodenum", [gj((-18, -40, 40)), gj((-45, -25, 36)), gj((-56, -8, 24)), gj((-57, -2, -8)), gj((-35, 12, -24)), gj((0, 12, -28)), gj((25, 5, -15)), gj((28, -5, 2))], 11 * g, rng.uniform(10, 30), wall=3.0)
     add("bladder", Ellipsoid(np.array([0, -15, -205]) * g, np.array([48, 40, 38]) * g), rng.uniform(5, 15))
     # iliac wings
@@ -361,7 +371,44 @@ def build_anatomy(rng: np.random.Generator) -> Anatomy:
         v = ivc_pts[1]
         add("iliac_vein", Capsule(v, np.array([sx * 40 * g, aorta_xy[1] + 32 * g, z_bif - 95 * g]), 8 * g, 7 * g), hu["vein"] - 10, 0)
 
-    # --- spine -----------------------------------------------------------------------------
+    add_spine(add, rng, g, y_vb, vb_rx, vb_ry, hu)
+
+    liver_marks = {
+        "ivc_xy": [float(ivc_xy[0]), float(ivc_xy[1])],
+        "gb_fossa_xy": [float(gb_c[0]), float(gb_c[1])],
+        "falciform_x": float(falc_x),
+        "z_portal": float(z_portal),
+        "z_left_split": float(left_c[2]),
+        "rhv_end_xy": [float(rhv_end[0]), float(rhv_end[1])],
+        "caudate_box": [
+            [float(ivc_xy[0]) + 3, float(ivc_xy[1]) - 32 * g, float(z_portal) - 5],
+            [float(ivc_xy[0]) + 30 * g, float(ivc_xy[1]) + 2, float(z_portal) + 40 * g],
+        ],
+    }
+    organ_hu = {
+        "liver": float(hu["liver"]),
+        "spleen": float(hu["spleen"]),
+        "kidney_right": float(hu["kidney"]),
+        "kidney_left": float(hu["kidney"]),
+        "pancreas": float(hu["pancreas"]),
+        "aorta": float(hu["aorta"]),
+        "gallbladder": float(hu["gallbladder"]),
+    }
+    bounds = {}
+    for ly in layers:
+        if ly.label and ly.name in ABDOMEN_ORGANS and ly.name != "vertebra":
+            lo, hi = ly.shape.bbox()
+            if ly.name in bounds:
+                lo, hi = np.minimum(lo, bounds[ly.name][0]), np.maximum(hi, bounds[ly.name][1])
+            bounds[ly.name] = (np.asarray(lo, float), np.asarray(hi, float))
+    return Anatomy(layers, (float(z_lo), float(z_hi)), organ_hu, liver_marks, cl, bounds)
+
+
+def add_spine(add, rng: np.random.Generator, g: float, y_vb: float, vb_rx: float, vb_ry: float, hu: dict) -> None:
+    """Vertebral bodies (cortical rim, cancellous core), discs, posterior elements and canal along z.
+
+    Shared by the abdominal and the chest phantoms; draws exactly two values from ``rng``.
+    """
     level = 33 * g
     disc_t = 8 * g
     z_ref = rng.uniform(0, level)
@@ -405,36 +452,6 @@ def build_anatomy(rng: np.random.Generator) -> Anatomy:
 
     add("canal", Predicate(canal, (-9 * g, canal_y - 9 * g, -big), (9 * g, canal_y + 9 * g, big)), 15.0, 0)
 
-    liver_marks = {
-        "ivc_xy": [float(ivc_xy[0]), float(ivc_xy[1])],
-        "gb_fossa_xy": [float(gb_c[0]), float(gb_c[1])],
-        "falciform_x": float(falc_x),
-        "z_portal": float(z_portal),
-        "z_left_split": float(left_c[2]),
-        "rhv_end_xy": [float(rhv_end[0]), float(rhv_end[1])],
-        "caudate_box": [
-            [float(ivc_xy[0]) + 3, float(ivc_xy[1]) - 32 * g, float(z_portal) - 5],
-            [float(ivc_xy[0]) + 30 * g, float(ivc_xy[1]) + 2, float(z_portal) + 40 * g],
-        ],
-    }
-    organ_hu = {
-        "liver": float(hu["liver"]),
-        "spleen": float(hu["spleen"]),
-        "kidney_right": float(hu["kidney"]),
-        "kidney_left": float(hu["kidney"]),
-        "pancreas": float(hu["pancreas"]),
-        "aorta": float(hu["aorta"]),
-        "gallbladder": float(hu["gallbladder"]),
-    }
-    bounds = {}
-    for ly in layers:
-        if ly.label and ly.name in ABDOMEN_ORGANS and ly.name != "vertebra":
-            lo, hi = ly.shape.bbox()
-            if ly.name in bounds:
-                lo, hi = np.minimum(lo, bounds[ly.name][0]), np.maximum(hi, bounds[ly.name][1])
-            bounds[ly.name] = (np.asarray(lo, float), np.asarray(hi, float))
-    return Anatomy(layers, (float(z_lo), float(z_hi)), organ_hu, liver_marks, cl, bounds)
-
 
 def rasterize(anatomy: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Paint the layers on ``grid``: float32 HU image (air outside) and uint8 organ label map."""
@@ -450,6 +467,8 @@ def rasterize(anatomy: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         full = tuple(s.stop - s.start for s in sl)
         if m.shape != full:
             m = np.broadcast_to(m, full)
+        if ly.host is not None:
+            m = m & np.isin(org[sl], ly.host)
         sub = img[sl]
         if callable(ly.hu):
             idx = np.nonzero(m)
@@ -486,5 +505,7 @@ def label_at(anatomy: Anatomy, pts: np.ndarray) -> np.ndarray:
             continue
         q = pts[sel]
         m = np.broadcast_to(ly.shape.inside(q[:, 0], q[:, 1], q[:, 2]), sel.shape)
+        if ly.host is not None:
+            m = m & np.isin(out[sel], ly.host)
         out[sel[m]] = ly.label
     return out

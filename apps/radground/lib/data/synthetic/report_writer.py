@@ -45,6 +45,7 @@ class Sent:
     lesion_ids: list = field(default_factory=list)
     restates: bool = False
     template: str | None = None
+    region: str | None = None  # chest reports: the Reg2RG region the sentence describes
 
 
 class ReportBuilder:
@@ -218,6 +219,30 @@ def _impression_items(r, by_organ: dict[str, list[LesionPhrases]]) -> list[list[
     return items
 
 
+def add_impression(b: ReportBuilder, r: np.random.Generator, items: list[list[Sent]]) -> None:
+    """The IMPRESSION block: a header line, then one line per item (numbered in 75 % of reports)."""
+    b.blank()
+    b.line([Sent("IMPRESSION:", "impression", "non_diagnostic")])
+    numbered = r.random() < 0.75
+    for n, item in enumerate(items, start=1):
+        b.line(item, marker=f"{n}. " if numbered else "")
+
+
+def render_with_truth(b: ReportBuilder) -> tuple[str, list[dict]]:
+    """Report text and one truth record per sentence; the spans must follow ``split_sentences``."""
+    text, spans = b.render()
+    if split_sentences(text) != [sp for _, sp in spans]:
+        raise AssertionError("report sentences do not follow the splitting convention")
+    sentences = []
+    for i, (s, (st, en)) in enumerate(spans):
+        assert text[st:en] == s.text
+        sentences.append({
+            "index": i, "text": s.text, "span": [st, en], "section": s.section, "region": s.region, "kind": s.kind,
+            "organs": list(s.organs), "lesion_ids": list(s.lesion_ids), "restates": bool(s.restates), "template": s.template,
+        })
+    return text, sentences
+
+
 def write_report(r: np.random.Generator, lesions: list, slice_mm: float) -> tuple[str, list[dict], dict[int, dict]]:
     """Report text, truth sentences (with spans) and per-lesion truth links for ``lesions``."""
     phr = [LesionPhrases(les, r) for les in lesions]
@@ -311,36 +336,13 @@ def write_report(r: np.random.Generator, lesions: list, slice_mm: float) -> tupl
         for c in list(cuts) + [len(flat)]:
             b.line(flat[prev:c])
             prev = c
-    b.blank()
-    b.line([Sent("IMPRESSION:", "impression", "non_diagnostic")])
-    numbered = r.random() < 0.75
-    for n, item in enumerate(_impression_items(r, by_organ), start=1):
-        b.line(item, marker=f"{n}. " if numbered else "")
-
-    text, spans = b.render()
-    split = split_sentences(text)
-    if split != [sp for _, sp in spans]:
-        raise AssertionError("report sentences do not follow the splitting convention")
-    sentences = []
+    add_impression(b, r, _impression_items(r, by_organ))
+    text, sentences = render_with_truth(b)
     links: dict[int, dict] = {}
-    for i, (s, (st, en)) in enumerate(spans):
-        assert text[st:en] == s.text
-        sentences.append(
-            {
-                "index": i,
-                "text": s.text,
-                "span": [st, en],
-                "section": s.section,
-                "kind": s.kind,
-                "organs": list(s.organs),
-                "lesion_ids": list(s.lesion_ids),
-                "restates": bool(s.restates),
-                "template": s.template,
-            }
-        )
-        if s.kind == "finding" and not s.restates:
-            for lid in s.lesion_ids:
-                links[lid] = {"sentence_index": i, "span": [st, en], "template": s.template}
+    for sent in sentences:
+        if sent["kind"] == "finding" and not sent["restates"]:
+            for lid in sent["lesion_ids"]:
+                links[lid] = {"sentence_index": sent["index"], "span": list(sent["span"]), "template": sent["template"]}
     for p in phr:
         links[p.les.id].update(p.record())
     return text, sentences, links

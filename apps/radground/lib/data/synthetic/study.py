@@ -34,8 +34,12 @@ PRESETS: dict[str, dict] = {
 PSF_SIGMA_MM = (0.9, 0.9, 1.2)
 
 
-def study_id_for(seed: int) -> str:
-    return f"synth_{int(seed):05d}"
+#: Body part -> study id prefix. Abdominal ids keep the original "synth_" prefix.
+BODY_PREFIX = {"abdomen": "synth", "chest": "chest"}
+
+
+def study_id_for(seed: int, body: str = "abdomen") -> str:
+    return f"{BODY_PREFIX[body]}_{int(seed):05d}"
 
 
 @dataclass
@@ -50,6 +54,8 @@ class Study:
     affine: np.ndarray = field(default=None, repr=False)  # 4x4 RAS
     report: str = field(default="", repr=False)
     truth: dict = field(default_factory=dict, repr=False)
+    regions: np.ndarray | None = field(default=None, repr=False)  # uint8 REGION_IDS (chest studies)
+    body: str = "abdomen"
 
 
 def make_grid(z_range: tuple[float, float], preset: str) -> Grid:
@@ -80,8 +86,23 @@ def _round_tree(x, nd=2):
     return _r(x, nd)
 
 
-def generate_study(seed: int, preset: str = "default") -> Study:
-    """Build the study for ``seed`` at ``preset`` (see module docstring)."""
+def render(img: np.ndarray, spacing, r_noise: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Partial-volume blur, then Gaussian noise of a drawn level: the int16 HU image and the noise SD."""
+    sigma = [s_mm / s for s_mm, s in zip(PSF_SIGMA_MM, spacing)]
+    img = gaussian_filter(img, sigma=sigma, truncate=3.0)
+    noise_sd = float(r_noise.uniform(10.0, 20.0))
+    img += r_noise.standard_normal(img.shape, dtype=np.float32) * np.float32(noise_sd)
+    return np.clip(np.rint(img), -1024, 3071).astype(np.int16), noise_sd
+
+
+def generate_study(seed: int, preset: str = "default", body: str = "abdomen") -> Study:
+    """Build the study for ``seed`` at ``preset`` (see module docstring); ``body`` is abdomen or chest."""
+    if body == "chest":
+        from .chest_study import generate_chest_study
+
+        return generate_chest_study(seed, preset)
+    if body != "abdomen":
+        raise ValueError(f"unknown body part {body!r}; choose abdomen or chest")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), 0x5A7D]).spawn(4)]
@@ -94,11 +115,7 @@ def generate_study(seed: int, preset: str = "default") -> Study:
     spacing = grid.spacing
     text, sentences, links = write_report(r_rep, lesions, spacing[2])
 
-    sigma = [s_mm / s for s_mm, s in zip(PSF_SIGMA_MM, spacing)]
-    img = gaussian_filter(img, sigma=sigma, truncate=3.0)
-    noise_sd = float(r_noise.uniform(10.0, 20.0))
-    img += r_noise.standard_normal(img.shape, dtype=np.float32) * np.float32(noise_sd)
-    image = np.clip(np.rint(img), -1024, 3071).astype(np.int16)
+    image, noise_sd = render(img, spacing, r_noise)
 
     affine = affine_for(grid)
     vox_ml = float(np.prod(spacing)) / 1000.0

@@ -1,0 +1,170 @@
+"""The GLeVE train task: datalist, delta gating (000 eq. 8), skipping bad studies, crop, publishing."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from monailabel.datastore.local import LocalDatastore
+
+from lib.anatomy.labels import ANATOMY_STRUCTURES
+from lib.data.studies import generate_dataset, image_path, read_truth, report_path
+from lib.networks.gleve import GLeVE, GLeVEConfig, GLeVELoss
+from lib.networks.gleve.report_graph import LesionTarget
+from lib.trainers.gleve import GleveTrain, crop_pad, lesion_organ_ids, organ_crop_box, study_crop_box
+
+SPACING = (6, 6, 10)  # the tiny preset's native spacing
+TEXT = {"backend": "hash", "dim": 384}  # no MiniLM load
+REPORT_ONLY, LABELLED = 2, (5, 7)  # abdominal studies with lesions (checked below)
+CPU = {"device": "cpu", "pretrained": False}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on small shared CPUs two threads contending with other jobs run these
+    tiny volumes several times slower (the trainer itself leaves the thread count alone)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _net(seed: int = 0) -> GLeVE:
+    torch.manual_seed(seed)
+    return GLeVE(GLeVEConfig.tiny(text_encoder=TEXT))
+
+
+def _trainer(tmp_path, net=None, **kw) -> GleveTrain:
+    model_dir = os.path.join(str(tmp_path), "model")
+    return GleveTrain(model_dir, net or _net(), SPACING, os.path.join(model_dir, "gleve.pt"), **kw)
+
+
+def _datastore(root: str, seeds, report_only, body: str = "abdomen") -> LocalDatastore:
+    generate_dataset(root, seeds, preset="tiny", report_only_fraction=set(report_only), body=body)
+    for s in seeds:
+        assert read_truth(root, f"synth_{s:05d}")["lesions"], f"seed {s} has no lesion"
+    return LocalDatastore(root, extensions=("*.nii.gz",), auto_reload=False)
+
+
+class LossSpy(GLeVELoss):
+    """Records whether each call got target masks (delta = 1) or not (delta = 0)."""
+
+    calls: list = []
+
+    def forward(self, out, target_masks=None):
+        res = super().forward(out, target_masks)
+        LossSpy.calls.append((target_masks is not None, float(res["seg"].detach()), float(res["total"].detach())))
+        return res
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    LossSpy.calls = []
+    monkeypatch.setattr(GLeVE, "make_loss", lambda self: LossSpy({"tau": self.config.tau, **self.config.loss}))
+    return LossSpy.calls
+
+
+def test_short_run_publishes_loadable_checkpoint_and_stats(tmp_path, spy):
+    ds = _datastore(str(tmp_path / "ds"), [REPORT_ONLY, *LABELLED], [REPORT_ONLY], body="both")
+    trainer = _trainer(tmp_path)
+    stats = trainer({**CPU, "max_epochs": 2, "val_split": 0.34}, ds)
+
+    assert stats["total_epochs"] == 2 and stats["epoch"] == 2 and len(stats["history"]) == 2
+    assert np.isfinite(stats["train_loss"]) and np.isfinite(stats["train_seg_loss"])
+    assert stats["n_weak"] == 1 and stats["n_train"] == 2 and stats["n_val"] == 1 and stats["n_skipped"] == 0
+    used = stats["train_ids"] + stats["val_ids"]
+    assert sorted(used) == sorted(f"synth_{s:05d}" for s in (REPORT_ONLY, *LABELLED))
+    assert stats["n_other_body"] == 3 and not any(i.startswith("chest_") for i in used)
+    assert stats["val_ids"] == [f"synth_{LABELLED[-1]:05d}"]  # validation only on labelled studies
+    assert stats["best_metric_epoch"] in (1, 2) and 0.0 <= stats["best_metric"] <= 1.0
+    assert 0.0 <= stats["val_LR"] <= 1.0
+    # eq. 8: the labelled study got its masks (seg > 0), the report-only one none (seg = 0)
+    assert {m for m, _, _ in spy} == {True, False} and len(spy) == 4
+    assert all((seg > 0) == masked for masked, seg, _ in spy)
+
+    on_disk = json.load(open(os.path.join(trainer.model_dir, "train_stats.json")))
+    assert on_disk == trainer.stats() and on_disk["total_epochs"] == 2 and "total_time" in on_disk and "start_ts" in on_disk
+    ckpt = torch.load(trainer.publish_path, map_location="cpu")
+    assert set(ckpt) == {"model", "config", "epoch", "metric"} and ckpt["epoch"] == stats["best_metric_epoch"]
+    fresh = GLeVE(GLeVEConfig.from_dict(ckpt["config"]))
+    fresh.load_state_dict(ckpt["model"])  # strict
+    assert not any(f.startswith(".") for f in os.listdir(trainer.model_dir))  # no temp file left behind
+
+    # pretrained: the next run starts from the published weights
+    again = _trainer(tmp_path, net=_net(seed=1), load_path=trainer.publish_path)
+    again_stats = again({**CPU, "pretrained": True, "max_epochs": 1, "val_split": 0.0}, ds)
+    assert again_stats["pretrained"] == trainer.publish_path and again_stats["best_metric"] is None
+
+
+def test_report_only_study_alone_trains_with_weak_loss(tmp_path, spy):
+    ds = _datastore(str(tmp_path / "ds"), [REPORT_ONLY], [REPORT_ONLY])
+    net = _net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    stats = _trainer(tmp_path, net=net)({**CPU, "max_epochs": 1}, ds)
+    assert stats["n_train"] == 1 and stats["n_weak"] == 1 and stats["n_val"] == 0
+    assert stats["train_seg_loss"] is None and stats["best_metric"] is None
+    assert np.isfinite(stats["train_loss"]) and stats["train_loss"] > 0
+    assert spy and all(not masked and seg == 0.0 for masked, seg, _ in spy)
+    changed = [k for k, v in net.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert any(k.startswith("visual.") for k in changed) and any(k.startswith("graph.") for k in changed)
+    assert os.path.exists(os.path.join(str(tmp_path), "model", "gleve.pt"))
+
+
+def test_unreadable_report_and_corrupt_volume_are_skipped(tmp_path):
+    root = str(tmp_path / "ds")
+    ds = _datastore(root, [REPORT_ONLY, *LABELLED], [REPORT_ONLY])
+    with open(report_path(root, f"synth_{LABELLED[0]:05d}"), "wb") as f:
+        f.write(b"\xff\xfe\x00\x00 binary \x00 junk \xc3\x28")
+    with open(image_path(root, f"synth_{LABELLED[1]:05d}"), "wb") as f:
+        f.write(b"\x1f\x8b\x08\x00 this is not a nifti")
+    # the remaining study's report lives in the datastore's image info instead of a sidecar
+    sid = f"synth_{REPORT_ONLY:05d}"
+    text = open(report_path(root, sid), encoding="utf-8").read()
+    os.unlink(report_path(root, sid))
+    ds.update_image_info(sid, {"report": text})
+    trainer = _trainer(tmp_path)
+    stats = trainer({**CPU, "max_epochs": 1, "val_split": 0.0}, ds)
+    assert stats["n_skipped"] == 2 and stats["n_train"] == 1 and stats["train_ids"] == [sid]
+    assert stats["skipped"][f"synth_{LABELLED[0]:05d}"].startswith("unreadable_report")
+    assert stats["skipped"][f"synth_{LABELLED[1]:05d}"].startswith("unreadable_volume")
+    assert os.path.exists(trainer.publish_path) and trainer.stats()["n_skipped"] == 2
+
+
+def test_crop_keeps_named_organs_and_is_divisible_by_four():
+    lab = np.zeros((30, 25, 13), np.uint8)
+    lab[0:7, 3:20, 2:13] = 1  # touches the low x and high z border
+    lab[20:29, 10:14, 4:6] = 3
+    for ids, margin in (([1], 5.0), ([3], 12.0), ([1, 3], 0.0), ([1], None), ([9], 5.0)):
+        box = organ_crop_box(lab, ids, (2.0, 2.0, 3.0), margin, 4)
+        assert all((hi - lo) % 4 == 0 and hi > lo for lo, hi in box)
+        crop = crop_pad(lab, box, 0)
+        for oid in (ids if margin is not None and 9 not in ids else [1, 3]):
+            assert (crop == oid).sum() == (lab == oid).sum()  # every voxel of the named organs kept
+    tight = organ_crop_box(lab, [3], (2.0, 2.0, 3.0), 0.0, 4)
+    assert [hi - lo for lo, hi in tight] == [12, 4, 4]
+    assert crop_pad(torch.from_numpy(lab), organ_crop_box(lab, [1], (1, 1, 1), None, 4), 0).shape == (32, 28, 16)
+    names = ("liver", "spleen", "kidney_right", "kidney_left")
+    assert lesion_organ_ids([LesionTarget("kidney")], names) == [ANATOMY_STRUCTURES["kidney_right"], ANATOMY_STRUCTURES["kidney_left"]]
+    # a lesion whose organ has no channel, or is missing from the map, is searched everywhere: no crop
+    full = [(-1, 31), (-1, 27), (-1, 15)]  # the whole volume, centred in its padding
+    assert study_crop_box(lab, [LesionTarget("liver")], names, (2, 2, 3), 5.0) != full
+    assert study_crop_box(lab, [LesionTarget("liver"), LesionTarget("pancreas")], names, (2, 2, 3), 5.0) == full
+    assert study_crop_box(lab, [LesionTarget("liver"), LesionTarget("spleen")], names, (2, 2, 3), 5.0) == full
+
+
+def test_loaded_study_crop_holds_the_reported_organs(tmp_path):
+    root = str(tmp_path / "ds")
+    ds = _datastore(root, [LABELLED[0]], [])
+    trainer = _trainer(tmp_path)
+    (entry,), _ = trainer.datalist(ds)
+    s = trainer.load_study(entry, 4.0, 16.0)
+    full = trainer.load_study(entry, 4.0, None)
+    assert all(n % 4 == 0 for n in s.image.shape[2:]) and s.image.numel() < full.image.numel()
+    assert s.organ_maps.shape[1:] == s.image.shape[2:] == s.hu.shape == s.target_masks.shape[1:]
+    ch = trainer._network.config.organ_names.index(s.graph.lesions[0].organ)
+    assert float((s.organ_maps[ch] > 0.5).sum()) == pytest.approx(float((full.organ_maps[ch] > 0.5).sum()))
+    # every annotated lesion assigned to a report lesion, entirely inside the crop
+    assert all(a is not None for a in s.assigned)
+    assert [float(m.sum()) for m in s.target_masks] == [float(m.sum()) for m in full.target_masks]

@@ -7,6 +7,8 @@ in the image is grounded somewhere; what GLeVE learns is scored by scripts/evalu
 """
 from __future__ import annotations
 
+import os
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ import torch
 from lib.configs.gleve import Gleve
 from lib.data.studies import generate_dataset, image_path, read_report
 from lib.reports import parse_report
+
+_APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "apps", "radground")
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +84,16 @@ def test_report_without_lesions_gives_an_empty_label(setup):
     task, studies = setup
     f, r = _run(task, studies, "synth_20002", "FINDINGS: The liver is normal. No pancreatic mass.")
     assert r["lesions"] == [] and not np.asarray(nib.load(f).dataobj).any()
+
+
+def test_without_a_checkpoint_the_server_answers_503(tmp_path):
+    """No GLeVE weights (none ship yet): a clear 503 through the app's guard, not a stack trace."""
+    from fastapi import HTTPException
+    from main import RadGroundApp
+
+    studies = str(tmp_path / "studies")
+    generate_dataset(studies, [20003], preset="tiny")
+    app = RadGroundApp(_APP_DIR, studies, {"models": "gleve", "model_dir": str(tmp_path / "model")})
+    with pytest.raises(HTTPException) as e:
+        app.infer({"model": "gleve", "image": "synth_20003", "device": "cpu"})
+    assert e.value.status_code == 503 and "train the task first" in e.value.detail

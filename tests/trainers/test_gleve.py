@@ -168,3 +168,25 @@ def test_loaded_study_crop_holds_the_reported_organs(tmp_path):
     # every annotated lesion assigned to a report lesion, entirely inside the crop
     assert all(a is not None for a in s.assigned)
     assert [float(m.sum()) for m in s.target_masks] == [float(m.sum()) for m in full.target_masks]
+
+
+def test_visual_encoder_starts_from_the_lesion_segmenter(tmp_path):
+    """The tiny GLeVE backbone is lesion_baseline's UNet: every matching tensor is copied, the output layer is not."""
+    from lib.configs.gleve import TINY_VISUAL
+    from lib.configs.segmentation import UNET_TINY
+    from lib.networks.ct_segmenter import build_ct_segmenter
+    from lib.networks.gleve.model import GLeVE, GLeVEConfig
+    from lib.trainers.gleve import init_visual_encoder
+
+    torch.manual_seed(1)
+    seg = build_ct_segmenter(out_channels=2, **UNET_TINY)
+    path = str(tmp_path / "seg.pt")
+    torch.save({"model": seg.state_dict()}, path)
+    model = GLeVE(GLeVEConfig.tiny(text_encoder={"backend": "hash", "dim": 384}, visual=dict(TINY_VISUAL)))
+    assert init_visual_encoder(model, path) == f"visual:{path}"
+    own, src = model.visual.state_dict(), seg.state_dict()
+    same = [k for k in own if k in src and own[k].shape == src[k].shape]
+    assert len(same) > 0.8 * len(own)
+    assert all(torch.equal(own[k], src[k]) for k in same)
+    assert any(k in src and own[k].shape != src[k].shape for k in own)  # the C-channel output layer stays GLeVE's
+    assert init_visual_encoder(model, str(tmp_path / "missing.pt")) is None

@@ -18,6 +18,10 @@ from lib.configs.variants import bundled_checkpoint, select_variant
 from lib.infers.gleve import GleveInfer
 from lib.networks.gleve.model import GLeVE, GLeVEConfig
 
+#: The tiny visual encoder is lesion_baseline's UNet (batch norm: GLeVE trains on organ crops and infers
+#: on whole volumes, where instance statistics would differ), so it can start from that checkpoint.
+TINY_VISUAL = {"arch": "unet", "unet_channels": (16, 32, 64, 128), "strides": (2, 2, 2), "num_res_units": 1, "norm": "batch"}
+
 VARIANTS: dict[str, dict[str, Any]] = {
     # 2x2x3 mm keeps a 5 mm lesion at >= 2 voxels, as lesion_baseline does.
     "tiny": {"config": "tiny", "target_spacing": (2.0, 2.0, 3.0)},
@@ -35,8 +39,10 @@ class Gleve(TaskConfig):
         super().init(name, model_dir, conf, planner, **kwargs)
         conf = conf or {}
         self.variant, self.settings = select_variant(name, VARIANTS, conf)
-        make = GLeVEConfig.tiny if self.settings["config"] == "tiny" else GLeVEConfig.paper
-        self.gleve_config = make(text_encoder=text_encoder_settings(conf))
+        if self.settings["config"] == "tiny":
+            self.gleve_config = GLeVEConfig.tiny(text_encoder=text_encoder_settings(conf), visual=dict(TINY_VISUAL))
+        else:
+            self.gleve_config = GLeVEConfig.paper(text_encoder=text_encoder_settings(conf))
         self.network = GLeVE(self.gleve_config)
         suffix = "" if self.variant == "tiny" else f"_{self.variant}"
         self.path = [bundled_checkpoint(f"{name}{suffix}.pt"), os.path.join(model_dir, f"{name}{suffix}.pt")]
@@ -59,5 +65,6 @@ class Gleve(TaskConfig):
             target_spacing=self.settings["target_spacing"],
             publish_path=self.path[1],
             load_path=self.path[0],
+            visual_init_path=bundled_checkpoint("lesion_baseline.pt") if self.variant == "tiny" else None,
             description="Train GLeVE on corrected lesion masks plus report-only studies (weak report losses, 000 eq. 7-8)",
         )

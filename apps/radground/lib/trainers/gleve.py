@@ -80,6 +80,24 @@ def downsample_factor(config) -> int:
     return 4
 
 
+def init_visual_encoder(model: GLeVE, path: str) -> Optional[str]:
+    """Start the visual encoder from a voxel segmenter of the same architecture (every tensor whose
+    name and shape match; the output layer differs). The paper's encoder is pre-trained too; here the
+    project's own lesion segmenter gives it lesion-aware features before grounding starts."""
+    if not os.path.exists(path):
+        return None
+    ckpt = torch.load(path, map_location="cpu")
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    own = model.visual.state_dict()
+    take = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not take:
+        logger.warning("GLeVE train: %s shares no tensor with the visual encoder; not used", path)
+        return None
+    model.visual.load_state_dict(take, strict=False)
+    logger.info("GLeVE train: visual encoder initialised from %s (%d/%d tensors)", path, len(take), len(own))
+    return f"visual:{path}"
+
+
 def lesion_organ_ids(targets: Sequence[LesionTarget], organ_names: Sequence[str]) -> list[int]:
     """Label ids (ANATOMY_STRUCTURES) of the organ-map channels named by the report's lesions."""
     ids: set[int] = set()
@@ -229,8 +247,10 @@ class GleveTrain(TrainTask):
         description: str = "Train GLeVE (report-guided lesion grounding) from masks and reports",
         crop_margin_mm: Optional[float] = 16.0,
         config: Optional[Mapping[str, Any]] = None,
+        visual_init_path: Optional[str] = None,
     ):
         super().__init__(description)
+        self.visual_init_path = visual_init_path
         self.model_dir = model_dir
         self._network = network
         self.target_spacing = tuple(float(s) for s in target_spacing)
@@ -518,6 +538,8 @@ class GleveTrain(TrainTask):
 
         model.to(device)
         pretrained = self._load_pretrained(model) if _truthy(req["pretrained"]) else None
+        if pretrained is None and self.visual_init_path:
+            pretrained = init_visual_encoder(model, self.visual_init_path)
         model.train()
         loss_fn = model.make_loss()
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)

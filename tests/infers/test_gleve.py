@@ -87,13 +87,13 @@ def test_report_without_lesions_gives_an_empty_label(setup):
 
 
 def test_without_a_checkpoint_the_server_answers_503(tmp_path):
-    """No GLeVE weights (none ship yet): a clear 503 through the app's guard, not a stack trace."""
+    """No GLeVE weights for the variant asked for (only tiny ships): a clear 503 through the app's guard."""
     from fastapi import HTTPException
     from main import RadGroundApp
 
     studies = str(tmp_path / "studies")
     generate_dataset(studies, [20003], preset="tiny")
-    app = RadGroundApp(_APP_DIR, studies, {"models": "gleve", "model_dir": str(tmp_path / "model")})
+    app = RadGroundApp(_APP_DIR, studies, {"models": "gleve", "model_dir": str(tmp_path / "model"), "gleve_variant": "paper"})
     with pytest.raises(HTTPException) as e:
         app.infer({"model": "gleve", "image": "synth_20003", "device": "cpu"})
     assert e.value.status_code == 503 and "train the task first" in e.value.detail

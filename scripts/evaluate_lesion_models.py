@@ -12,18 +12,14 @@ import argparse
 import json
 import os
 import sys
-import time
 
-import nibabel as nib
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "apps", "radground"))
 
-from lib.data.studies import read_report, read_truth, truth_lesions_path  # noqa: E402
-from lib.metrics.evaluation import evaluate_study, markdown_table, summarise  # noqa: E402
-from lib.reports import parse_report  # noqa: E402
-from scripts_common import heldout_studies, infer_task  # noqa: E402
+from lib.metrics.evaluation import markdown_table  # noqa: E402
+from scripts_common import heldout_studies, score_lesion_model  # noqa: E402
 
 
 def main() -> None:
@@ -33,29 +29,16 @@ def main() -> None:
     ap.add_argument("--models", default="lesion_baseline")
     ap.add_argument("--json", default=None, help="also write the tables here")
     ap.add_argument("--model-dir", default=None, help="score checkpoints trained into this folder instead of the bundled ones")
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="app --conf setting, e.g. gleve_without=ocre (repeatable)")
     args = ap.parse_args()
+    conf = dict(kv.split("=", 1) for kv in args.conf)
+    if args.model_dir:
+        conf["model_dir"] = args.model_dir
 
     studies, seeds = heldout_studies(args.n, args.preset, prefix="radground_eval_")  # no label in the datastore
     tables = {}
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        task = infer_task(model, {"model_dir": args.model_dir} if args.model_dir else {})
-        results, times = [], []
-        for seed in seeds:
-            sid = f"synth_{seed:05d}"
-            image = os.path.join(studies, f"{sid}.nii.gz")
-            truth = read_truth(studies, sid)
-            t0 = time.time()
-            report = read_report(studies, sid)
-            # as the server does for report tasks: the parsed report travels with the request
-            label_file, _ = task({"image": image, "device": "cpu", "report": report, "parsed_report": parse_report(report).model_dump()})
-            times.append(time.time() - t0)
-            pred = np.asarray(nib.load(label_file).dataobj)
-            os.remove(label_file)
-            gt = np.asarray(nib.load(truth_lesions_path(studies, sid)).dataobj)
-            organs = np.asarray(nib.load(os.path.join(studies, "labels", "organs", f"{sid}.nii.gz")).dataobj)
-            gt_organ = {les["id"]: les["organ"] for les in truth["lesions"]}
-            results.append(evaluate_study(sid, pred, gt, organs, truth["spacing"], gt_organ=gt_organ))
-        tables[model] = summarise(results)
+        tables[model], times = score_lesion_model(model, studies, seeds, conf)
         print(f"{model}: {len(seeds)} studies ({args.preset}), median {np.median(times):.1f}s per study")
     print()
     print(markdown_table(tables))

@@ -37,3 +37,35 @@ def heldout_studies(n: int, preset: str, report_only_fraction=1.0, prefix: str =
     seeds = split_seeds("test", n)
     generate_dataset(studies, seeds, preset=preset, report_only_fraction=report_only_fraction, **generate_kwargs)
     return studies, seeds
+
+
+def score_lesion_model(model: str, studies: str, seeds, conf: dict) -> tuple[dict, list[float]]:
+    """Table-1 figures (lib.metrics.evaluation.summarise) of the app's infer task ``model`` on the
+    abdominal held-out studies ``synth_<seed>`` in ``studies``, and the seconds each study took."""
+    import time
+
+    import nibabel as nib
+    import numpy as np
+
+    from lib.data.studies import read_report, read_truth, truth_lesions_path
+    from lib.metrics.evaluation import evaluate_study, summarise
+    from lib.reports import parse_report
+
+    task = infer_task(model, conf)
+    results, times = [], []
+    for seed in seeds:
+        sid = f"synth_{seed:05d}"
+        image = os.path.join(studies, f"{sid}.nii.gz")
+        truth = read_truth(studies, sid)
+        t0 = time.time()
+        report = read_report(studies, sid)
+        # as the server does for report tasks: the parsed report travels with the request
+        label_file, _ = task({"image": image, "device": "cpu", "report": report, "parsed_report": parse_report(report).model_dump()})
+        times.append(time.time() - t0)
+        pred = np.asarray(nib.load(label_file).dataobj)
+        os.remove(label_file)
+        gt = np.asarray(nib.load(truth_lesions_path(studies, sid)).dataobj)
+        organs = np.asarray(nib.load(os.path.join(studies, "labels", "organs", f"{sid}.nii.gz")).dataobj)
+        gt_organ = {les["id"]: les["organ"] for les in truth["lesions"]}
+        results.append(evaluate_study(sid, pred, gt, organs, truth["spacing"], gt_organ=gt_organ))
+    return summarise(results), times

@@ -70,7 +70,8 @@ def main() -> None:
             "device": "cuda" if torch.cuda.is_available() else "cpu",
         }
     )
-    print(f"trained in {time.time() - t0:.0f}s: best val Dice {stats.get('best_metric')} at epoch {stats.get('best_metric_epoch')}")
+    key = stats.get("key_metric_name", "val Dice")
+    print(f"trained in {time.time() - t0:.0f}s: best {key} {stats.get('best_metric')} at epoch {stats.get('best_metric_epoch')}")
 
     suffix = "" if args.variant == "tiny" else f"_{args.variant}"
     trained = os.path.join(model_dir, f"{args.task}{suffix}.pt")

@@ -97,3 +97,31 @@ def test_without_a_checkpoint_the_server_answers_503(tmp_path):
     with pytest.raises(HTTPException) as e:
         app.infer({"model": "gleve", "image": "synth_20003", "device": "cpu"})
     assert e.value.status_code == 503 and "train the task first" in e.value.detail
+
+
+def test_the_organ_prior_is_the_apps_own_anatomy_task(tmp_path):
+    """One anatomy network and one cache per app: GLeVE's prior is the /infer/anatomy task itself."""
+    from lib.configs.anatomy import Anatomy
+    from lib.configs.gleve import Gleve
+
+    conf = {"models": "anatomy,gleve"}
+    anatomy, gleve = Anatomy(), Gleve()
+    anatomy.init("anatomy", str(tmp_path), conf, None)
+    gleve.init("gleve", str(tmp_path), conf, None)
+    shared = anatomy.infer()["anatomy"]
+    assert gleve.infer()["gleve"].anatomy_task is shared
+    other = Gleve()
+    other.init("gleve", str(tmp_path / "elsewhere"), conf, None)
+    assert other.infer()["gleve"].anatomy_task is not shared  # another model_dir: another cache
+
+
+def test_ablation_switches_from_conf_get_their_own_checkpoint(tmp_path):
+    from lib.configs.gleve import Gleve
+
+    cfg = Gleve()
+    cfg.init("gleve", str(tmp_path), {"gleve_without": "ocre, lequ"}, None)
+    c = cfg.network.config
+    assert (c.use_lequ, c.use_anver, c.use_ocre) == (False, True, False)
+    assert [os.path.basename(p) for p in cfg.path] == ["pretrained_gleve_wo_lequ_wo_ocre.pt", "gleve_wo_lequ_wo_ocre.pt"]
+    with pytest.raises(ValueError, match="gleve_without"):
+        Gleve().init("gleve", str(tmp_path), {"gleve_without": "film"}, None)

@@ -190,3 +190,26 @@ def test_visual_encoder_starts_from_the_lesion_segmenter(tmp_path):
     assert all(torch.equal(own[k], src[k]) for k in same)
     assert any(k in src and own[k].shape != src[k].shape for k in own)  # the C-channel output layer stays GLeVE's
     assert init_visual_encoder(model, str(tmp_path / "missing.pt")) is None
+
+
+def test_mask_ratio_hides_masks_and_weak_switch_drops_report_only_studies():
+    """000 Table 1: r of the labelled training studies keep their masks, the rest train on their
+    reports (weak) - or, without weak supervision, are left out."""
+    from lib.trainers.gleve import StudyTensors
+
+    def study(i, labelled):
+        t = torch.zeros(1, 4, 4, 4)
+        return StudyTensors(f"s{i:02d}", t[None], t[0], t, None, (1.0, 1.0, 1.0), [], t if labelled else None, [0] if labelled else [])
+
+    train = [study(i, labelled=i < 10) for i in range(14)]  # 10 labelled, 4 report-only
+    mixed = GleveTrain.apply_mask_ratio(train, 0.2, weak_supervision=True, seed=0)
+    assert len(mixed) == 14 and sum(s.has_mask for s in mixed) == 2
+    assert all(s.has_mask for s in train[:10])  # the caller's studies are not modified
+    alone = GleveTrain.apply_mask_ratio(train, 0.2, weak_supervision=False, seed=0)
+    assert len(alone) == 2 and all(s.has_mask for s in alone)
+    assert {s.image_id for s in alone} == {s.image_id for s in mixed if s.has_mask}  # the same masks in both arms
+    assert sum(s.has_mask for s in GleveTrain.apply_mask_ratio(train, 0.01, True, 0)) == 1  # at least one
+    assert sum(s.has_mask for s in GleveTrain.apply_mask_ratio(train, 1.0, True, 0)) == 10
+    assert GleveTrain.apply_mask_ratio(train, 0.0, False, 0) == []
+    with pytest.raises(ValueError):
+        GleveTrain.apply_mask_ratio(train, 1.5, True, 0)

@@ -18,6 +18,28 @@ from lib.configs.segmentation import CTSegmentationConfig, variants
 from lib.infers.anatomy import AnatomyInfer
 
 
+#: One anatomy infer task per (model_dir, anatomy settings) in this process: the ``anatomy`` task and
+#: every grounding model that needs the organ prior (GLeVE, MedGrounder, Reg2RG) share it, so one
+#: network sits in memory and one cache answers them all.
+_SHARED_INFER: dict[tuple, Any] = {}
+_SHARED_KEYS = ("anatomy_variant", "variant", "anatomy_backend", "anatomy_cache_dir", "totalseg_weights_dir", "totalseg_fast", "totalseg_device")
+
+
+def _share_key(model_dir: str, conf: dict[str, str] | None) -> tuple:
+    conf = conf or {}
+    return (os.path.abspath(model_dir),) + tuple(str(conf.get(k)) for k in _SHARED_KEYS)
+
+
+def anatomy_infer_task(model_dir: str, conf: dict[str, str] | None):
+    """The process's anatomy infer task for these settings (built on first use)."""
+    key = _share_key(model_dir, conf)
+    if key not in _SHARED_INFER:
+        cfg = Anatomy()
+        cfg.init("anatomy", model_dir, dict(conf or {}), None)
+        cfg.infer()  # registers itself
+    return _SHARED_INFER[key]
+
+
 class Anatomy(CTSegmentationConfig):
     # Organs are large: 3x3x4 mm on the CPU keeps a whole abdomen in a few windows.
     VARIANTS = variants(tiny_spacing=(3.0, 3.0, 4.0))
@@ -36,6 +58,12 @@ class Anatomy(CTSegmentationConfig):
 
     def task_labels(self) -> dict[str, int]:
         return anatomy_label_names()
+
+    def infer(self):
+        key = _share_key(self.model_dir, self.conf)
+        if key not in _SHARED_INFER:
+            _SHARED_INFER[key] = super().infer()[self.name]
+        return {self.name: _SHARED_INFER[key]}
 
     def infer_kwargs(self) -> dict[str, Any]:
         return {

@@ -13,7 +13,7 @@ from typing import Any
 
 from monailabel.interfaces.config import TaskConfig
 
-from lib.configs.anatomy import Anatomy
+from lib.configs.anatomy import anatomy_infer_task
 from lib.configs.variants import bundled_checkpoint, select_variant
 from lib.infers.gleve import GleveInfer
 from lib.networks.gleve.model import GLeVE, GLeVEConfig
@@ -29,6 +29,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Table 2 ablations: ``--conf gleve_without ocre`` (comma list of lequ, anver, ocre) switches modules off.
+ABLATIONS = ("lequ", "anver", "ocre")
+
+
+def ablation_settings(conf: dict[str, str]) -> dict[str, bool]:
+    """GLeVEConfig overrides for ``--conf gleve_without a,b``."""
+    names = [n.strip().lower() for n in str((conf or {}).get("gleve_without") or "").split(",") if n.strip()]
+    unknown = sorted(set(names) - set(ABLATIONS))
+    if unknown:
+        raise ValueError(f"gleve_without: unknown module(s) {unknown}; choose from {list(ABLATIONS)}")
+    return {f"use_{n}": False for n in names}
+
+
 def text_encoder_settings(conf: dict[str, str]) -> dict[str, Any]:
     path = (conf or {}).get("gleve_text_encoder")
     return {"backend": "hf", "path": path} if path else {"backend": "minilm"}
@@ -39,19 +52,19 @@ class Gleve(TaskConfig):
         super().init(name, model_dir, conf, planner, **kwargs)
         conf = conf or {}
         self.variant, self.settings = select_variant(name, VARIANTS, conf)
+        ablations = ablation_settings(conf)
         if self.settings["config"] == "tiny":
-            self.gleve_config = GLeVEConfig.tiny(text_encoder=text_encoder_settings(conf), visual=dict(TINY_VISUAL))
+            self.gleve_config = GLeVEConfig.tiny(text_encoder=text_encoder_settings(conf), visual=dict(TINY_VISUAL), **ablations)
         else:
-            self.gleve_config = GLeVEConfig.paper(text_encoder=text_encoder_settings(conf))
+            self.gleve_config = GLeVEConfig.paper(text_encoder=text_encoder_settings(conf), **ablations)
         self.network = GLeVE(self.gleve_config)
-        suffix = "" if self.variant == "tiny" else f"_{self.variant}"
+        # an ablated model has its own checkpoint, so it never overwrites (or loads) the full model's
+        suffix = ("" if self.variant == "tiny" else f"_{self.variant}") + "".join(f"_wo_{n[4:]}" for n in sorted(ablations))
         self.path = [bundled_checkpoint(f"{name}{suffix}.pt"), os.path.join(model_dir, f"{name}{suffix}.pt")]
-        # The organ prior: the anatomy task as the app builds it (its cache is shared with /infer/anatomy).
-        self.anatomy = Anatomy()
-        self.anatomy.init("anatomy", model_dir, conf, planner)
 
     def infer(self):
-        anatomy_task = self.anatomy.infer()["anatomy"]
+        # The organ prior: the app's own anatomy infer task (one network, one cache for all tasks).
+        anatomy_task = anatomy_infer_task(self.model_dir, self.conf)
         return {self.name: GleveInfer(path=self.path, network=self.network, target_spacing=self.settings["target_spacing"], anatomy_task=anatomy_task)}
 
     def trainer(self):

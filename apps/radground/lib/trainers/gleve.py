@@ -11,8 +11,14 @@ Why a plain torch loop and not MONAI Label's ``BasicTrainTask`` / ``SupervisedTr
 step needs per-study inputs that do not batch or collate - the report's lesion graph, the soft
 organ maps, the HU volume, the voxel spacing and per-lesion masks whose number varies with the
 report - and a loss whose form depends on whether the study has a mask. The loop below is batch
-size 1 (as in the paper), Adam, optional validation, and the same ``train_stats.json`` /
-``publish_path`` contract MONAI Label's ``/train`` status and the app read.
+size 1 (as in the paper), AdamW with cosine annealing of the learning rate (000 §3.1), validation
+with the foundation's lesion metrics and checkpoint selection by LLS (ties: Dice), and the same
+``train_stats.json`` / ``publish_path`` contract MONAI Label's ``/train`` status and the app read.
+
+Mask ratio (000 Table 1): ``mask_ratio`` < 1 keeps the masks of only that fraction of the labelled
+training studies (chosen by ``seed``); the others train as report-only studies. With
+``weak_supervision`` false the studies without a mask are left out instead, so one can compare
+"r % masks + reports" with "the same r % masks alone" (``scripts/gleve_weak_supervision.py``).
 
 Pre-processing is the project's (``lib.transforms.ct``: load + CT check, LPS, target spacing, HU
 window; the HU volume is kept for the region statistics) and runs once per study: the tensors are
@@ -61,7 +67,7 @@ logger = logging.getLogger(__name__)
 BODY_PART = "abdomen"
 ORGANS_TAG = "organs"
 LABEL_TAG = "final"
-KEY_METRIC = "val_mean_dice"
+KEY_METRIC = "val_LLS"  # checkpoint selection (000 eq. 9); ties broken by val_mean_dice
 HU_PAD = -1000.0  # HU of voxels padded beyond the volume (air)
 
 Box = list[tuple[int, int]]  # per axis (lo, hi), hi exclusive; may reach beyond the volume (padding)
@@ -233,8 +239,9 @@ class GleveTrain(TrainTask):
 
     A plain torch loop (MONAI Label's BasicTrainTask / SupervisedTrainer do not fit GLeVE's
     per-study graph inputs; see the module docstring). Request keys (defaults in :meth:`config`):
-    ``max_epochs``, ``learning_rate`` (alias ``lr``), ``val_split``, ``val_interval``, ``device``,
-    ``pretrained``, ``seed``, ``sigma_mm``, ``crop_margin_mm``.
+    ``max_epochs``, ``learning_rate`` (alias ``lr``), ``weight_decay``, ``val_split``,
+    ``val_interval``, ``device``, ``pretrained``, ``seed``, ``sigma_mm``, ``crop_margin_mm``,
+    ``mask_ratio``, ``weak_supervision``, ``lambda_weak`` (overrides the config's eq. 8 weight).
     """
 
     def __init__(
@@ -262,6 +269,9 @@ class GleveTrain(TrainTask):
         self._config: dict[str, Any] = {
             "max_epochs": 20,
             "learning_rate": 1e-3,
+            "weight_decay": 1e-4,
+            "mask_ratio": 1.0,
+            "weak_supervision": True,
             "val_split": 0.2,
             "val_interval": 1,
             "pretrained": True,
@@ -448,11 +458,32 @@ class GleveTrain(TrainTask):
         model.train()
         agg = aggregate(scores) if scores else {}
         return {
-            KEY_METRIC: float(np.mean(dices)) if dices else math.nan,
+            "val_mean_dice": float(np.mean(dices)) if dices else math.nan,
             "val_LR": float(agg.get("LR_micro", math.nan)),
             "val_LLS": float(agg.get("LLS_micro", math.nan)),
             "val_lesions": len(dices),
         }
+
+    @staticmethod
+    def apply_mask_ratio(train: Sequence[StudyTensors], mask_ratio: float, weak_supervision: bool, seed: int) -> list[StudyTensors]:
+        """Keep the masks of ``round(mask_ratio * n)`` of the ``n`` labelled training studies (a
+        seeded choice; at least one when the ratio is > 0); the others become report-only. Without
+        ``weak_supervision`` every study left without a mask is dropped."""
+        if not 0.0 <= float(mask_ratio) <= 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}")
+        labelled = sorted((s for s in train if s.has_mask), key=lambda s: s.image_id)
+        n_keep = int(round(float(mask_ratio) * len(labelled)))
+        if mask_ratio > 0 and labelled:
+            n_keep = max(1, n_keep)
+        keep = {s.image_id for s in random.Random(int(seed)).sample(labelled, n_keep)}
+        out = []
+        for s in train:
+            if s.has_mask and s.image_id not in keep:
+                s = copy.copy(s)
+                s.target_masks, s.assigned = None, []
+            if s.has_mask or weak_supervision:
+                out.append(s)
+        return out
 
     # ------------------------------------------------------------------ persistence
     def _load_pretrained(self, model: GLeVE) -> Optional[str]:
@@ -501,7 +532,7 @@ class GleveTrain(TrainTask):
         after every epoch).
 
         Stats: ``total_epochs`` (= max_epochs, as MONAI's trainers), ``epoch``, ``best_metric`` /
-        ``best_metric_epoch`` (key metric ``val_mean_dice``; None without validation),
+        ``best_metric_epoch`` (key metric ``val_LLS``, ties broken by Dice; None without validation),
         ``train_loss`` (last epoch's mean L_total), ``train_seg_loss`` (over studies with a mask),
         ``train_weak_loss``, ``val_mean_dice`` / ``val_LR`` / ``val_LLS`` (last validation),
         ``n_train``, ``n_val``, ``n_weak`` (report-only training studies), ``n_skipped`` (studies
@@ -534,6 +565,11 @@ class GleveTrain(TrainTask):
         if not studies:
             raise ValueError(f"GLeVE train: no usable study (abdominal, report with lesions, organ map); skipped: {skipped}")
         train, val = self.split(studies, val_split)
+        mask_ratio = float(req["mask_ratio"])
+        weak_supervision = _truthy(req["weak_supervision"])
+        train = self.apply_mask_ratio(train, mask_ratio, weak_supervision, int(req["seed"]))
+        if not train:
+            raise ValueError("GLeVE train: no training study left (mask_ratio 0 without weak supervision?)")
         logger.info("GLeVE train: %d train (%d report-only), %d val, %d skipped", len(train), sum(not s.has_mask for s in train), len(val), len(skipped))
 
         model.to(device)
@@ -542,7 +578,10 @@ class GleveTrain(TrainTask):
             pretrained = init_visual_encoder(model, self.visual_init_path)
         model.train()
         loss_fn = model.make_loss()
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        if req.get("lambda_weak") is not None:  # per-run override of eq. 8's weight (experiments)
+            loss_fn.weights.lambda_weak = float(req["lambda_weak"])
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=float(req["weight_decay"]))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, max_epochs))
         rng = random.Random(int(req["seed"]))
 
         stats: dict[str, Any] = {
@@ -569,13 +608,15 @@ class GleveTrain(TrainTask):
             "crop_margin_mm": margin,
             "sigma_mm": sigma_mm,
             "learning_rate": lr,
+            "mask_ratio": mask_ratio,
+            "weak_supervision": weak_supervision,
             "device": str(device),
             "pretrained": pretrained,
             "publish_path": self.publish_path,
             "start_ts": int(start),
             "history": [],
         }
-        best, published = -math.inf, False
+        best, published = (-math.inf, -math.inf), False
         for epoch in range(1, max_epochs + 1):
             order = list(train)
             rng.shuffle(order)
@@ -604,13 +645,16 @@ class GleveTrain(TrainTask):
                 "weak_loss": sums["weak"] / n_steps if n_steps else math.nan,
                 "steps": n_steps,
                 "skipped_steps": n_bad,
+                "lr": opt.param_groups[0]["lr"],
             }
+            sched.step()
             metric: Optional[float] = None
             if val and (epoch % val_interval == 0 or epoch == max_epochs):
                 row.update(self.validate(model, val, device))
                 metric = row[KEY_METRIC]
-                if metric is not None and math.isfinite(metric) and metric > best:
-                    best = metric
+                rank = (metric, row["val_mean_dice"] if math.isfinite(row["val_mean_dice"]) else -math.inf)
+                if metric is not None and math.isfinite(metric) and rank > best:
+                    best = rank
                     stats.update(best_metric=metric, best_metric_epoch=epoch)
                     self._publish(model, epoch, metric)
                     published = True
@@ -628,7 +672,7 @@ class GleveTrain(TrainTask):
                 train_weak_loss=row["weak_loss"],
                 current_time=_elapsed(start),
             )
-            for k in (KEY_METRIC, "val_LR", "val_LLS"):
+            for k in ("val_mean_dice", "val_LR", "val_LLS"):
                 if k in row:
                     stats[k] = row[k]
             self._write_stats(stats)

@@ -20,6 +20,11 @@
   S_i / ``resp_temperature`` (:func:`response_loss`).
   The paper does not say which outputs L_seg supervises; without the response term nothing tells
   the queries *where* a lesion is (candidate extraction is discrete), so it is on by default.
+  Also in L_seg (weight ``lambda_ver``), for studies with masks: the cross-entropy of eq. 5's
+  p_i = softmax(s_i / tau) against the candidate that overlaps lesion i's mask best
+  (:func:`verification_loss`). The paper trains eq. 4 only through L_uni, which makes p_i peaked but
+  not right: P* = argmax_k s_i^(k) is not differentiable, so nothing else tells W_s and eta which
+  candidate is the described lesion.
 
 The paper gives no lambda, tau or eps values; :class:`LossWeights` holds the chosen defaults.
 Terms whose inputs are missing (no candidate, no reported value, no mask) contribute zero.
@@ -58,6 +63,7 @@ class LossWeights:
     hu_floor: float = 20.0
     lambda_resp: float = 1.0  # response-map term of L_seg (0: refined masks only)
     resp_temperature: float = 0.1
+    lambda_ver: float = 1.0  # candidate-choice CE of L_seg (0: eq. 4 trained by L_uni only, as the paper)
     attr_delta: Optional[float] = 1.0  # L_attr terms quadratic up to this relative error, linear beyond (None: the paper's pure square)
 
     @classmethod
@@ -194,6 +200,19 @@ def response_loss(responses: torch.Tensor, targets: torch.Tensor, temperature: f
     return _DICE(logits, t) + bce
 
 
+def verification_loss(scores: Sequence[Optional[torch.Tensor]], targets: Sequence[Optional[int]], tau: float = 0.5) -> torch.Tensor:
+    """Sum over lesions of -log p_i^(k*) with p_i = softmax(s_i / tau) and k* the candidate that
+    matches lesion i's annotated mask (``None``: no such candidate, no term)."""
+    terms = [
+        F.cross_entropy((s / tau).unsqueeze(0), torch.tensor([int(k)], device=s.device))
+        for s, k in zip(scores, targets)
+        if s is not None and k is not None and s.numel() > 1
+    ]
+    if not terms:
+        return torch.zeros(())
+    return torch.stack(terms).sum()
+
+
 def weak_loss(
     probs: torch.Tensor,
     scores: Sequence[Optional[torch.Tensor]],
@@ -242,7 +261,7 @@ class GLeVELoss(nn.Module):
         device = logits.device
         if logits.shape[0] == 0:
             zero = out.features.sum() * 0.0
-            keys = ("total", "seg", "seg_refined", "seg_response", "weak", "uni", "attr", "org", "sep", "con")
+            keys = ("total", "seg", "seg_refined", "seg_response", "seg_verification", "weak", "uni", "attr", "org", "sep", "con")
             return {k: zero for k in keys}
         probs = torch.sigmoid(logits)
         valid = torch.tensor([les.refined_logits is not None for les in out.lesions], device=device)
@@ -265,8 +284,15 @@ class GLeVELoss(nn.Module):
         seg_resp = zero
         if has_mask and self.weights.lambda_resp > 0:
             seg_resp = response_loss(out.responses, target_masks.to(device), self.weights.resp_temperature)
-        seg = seg_ref + self.weights.lambda_resp * seg_resp
+        seg_ver = zero
+        if has_mask and self.weights.lambda_ver > 0:
+            seg_ver = verification_loss(
+                [les.verification.scores if les.verification is not None else None for les in out.lesions],
+                [les.chosen if les.teacher_forced else None for les in out.lesions],
+                self.weights.tau,
+            ).to(device)
+        seg = seg_ref + self.weights.lambda_resp * seg_resp + self.weights.lambda_ver * seg_ver
         total = total_loss(seg, weak, has_mask, self.weights)
         if not total.requires_grad and out.features.requires_grad:  # nothing predicted: keep backward() valid
             total = total + 0.0 * out.features.sum()
-        return {"total": total, "seg": seg, "seg_refined": seg_ref, "seg_response": seg_resp, "weak": weak, **parts}
+        return {"total": total, "seg": seg, "seg_refined": seg_ref, "seg_response": seg_resp, "seg_verification": seg_ver, "weak": weak, **parts}

@@ -19,6 +19,14 @@ and ``config.teacher_forcing`` is on, the candidate refined for lesion i is the 
 annotated mask best (if none does, the mask's bounding box is added as a candidate), so L_seg
 always supervises the right region; the verification scores are still computed on all candidates.
 At inference the refined candidate is argmax_k s_i^(k).
+
+Ablations of 000 Table 2 (config switches, all on by default):
+- ``use_lequ=False`` (w/o LeQu): z_i is the lesion description's own text embedding projected to d,
+  no graph reasoning over organs, attributes or the other lesions;
+- ``use_anver=False`` (w/o AnVer): no organ-prior FiLM, candidates searched in the whole volume,
+  no region verification: the component with the highest mean response is refined;
+- ``use_ocre=False`` (w/o OcRe): no octree refinement; the chosen candidate's soft coarse mask
+  Y^0 (as logits (S_i - t) / T inside the candidate) is the output.
 """
 from __future__ import annotations
 
@@ -75,6 +83,9 @@ class GLeVEConfig:
     octree_max_side: int = 32
     active_eps: float = 0.01
     teacher_forcing: bool = True
+    use_lequ: bool = True  # Table 2 ablation switches (see the module docstring)
+    use_anver: bool = True
+    use_ocre: bool = True
     loss: dict = field(default_factory=dict)  # LossWeights overrides (see make_loss)
 
     @classmethod
@@ -223,12 +234,18 @@ class GLeVE(nn.Module):
         x = graph.node_embeddings if graph.node_embeddings is not None else self.text_encoder.encode(graph.node_texts)
         if x.shape[-1] != self.graph.proj.in_features:
             raise ValueError(f"node embeddings have {x.shape[-1]} dims; this model expects text_dim={self.graph.proj.in_features}")
-        h = self.graph(x.to(device, torch.float32), graph.edge_index.to(device), graph.edge_type.to(device))
+        x = x.to(device, torch.float32)
+        if not self.config.use_lequ:  # w/o LeQu: each description on its own, no relations
+            return self.graph.proj(x[graph.lesion_nodes.to(device)])
+        h = self.graph(x, graph.edge_index.to(device), graph.edge_type.to(device))
         return lesion_summaries(h, graph.lesion_nodes)
 
     # ------------------------------------------------------------------ AnVer
     def organ_features(self, image: torch.Tensor, organ_maps: torch.Tensor) -> torch.Tensor:
-        """F~ (C, X, Y, Z) from the image (1, 1, X, Y, Z) and soft organ maps (K_o, X, Y, Z)."""
+        """F~ (C, X, Y, Z) from the image (1, 1, X, Y, Z) and soft organ maps (K_o, X, Y, Z)
+        (F itself without AnVer)."""
+        if not self.config.use_anver:
+            return self.visual(image)[0]
         return self.film(self.visual(image), organ_maps.unsqueeze(0).to(image))[0]
 
     def _organ_prior(self, target: LesionTarget, organ_maps: torch.Tensor) -> Optional[torch.Tensor]:
@@ -294,9 +311,9 @@ class GLeVE(nn.Module):
         soft = self._organ_prior(target, organ_maps)
         organ_mask = None if soft is None else soft >= cfg.organ_mask_threshold
         mean_hu = organ_mean_hu(hu_image, organ_mask)
-        region = None if soft is None else soft >= cfg.region_min
+        region = None if (soft is None or not cfg.use_anver) else soft >= cfg.region_min
         cands = extract_candidates(
-            s_i, cfg.top_k, region, cfg.threshold, cfg.k_std, cfg.min_voxels, cfg.rank_by, cfg.restrict_to_region
+            s_i, cfg.top_k, region, cfg.threshold, cfg.k_std, cfg.min_voxels, cfg.rank_by, cfg.restrict_to_region and cfg.use_anver
         )
         forced: Optional[int] = None
         if target_mask is not None and cfg.teacher_forcing and bool((target_mask > 0.5).any()):
@@ -313,14 +330,21 @@ class GLeVE(nn.Module):
                     forced = len(cands) - 1
         if not cands:
             return LesionPrediction(i, target, s_i, [], None, None, None, None, None, organ_mask, mean_hu)
-        masks = torch.stack([c.mask for c in cands])
-        region_feats = masked_pool(feats, masks)
-        xi = evidence_vectors(masks, target, soft, hu_image, voxel_ml, mean_hu, cfg.sigma_hu)
-        ver = self.verifier(region_feats, z_i, xi, cfg.tau)
-        chosen = ver.chosen if forced is None else forced
+        ver: Optional[VerificationResult] = None
+        selected = 0  # w/o AnVer: candidates come ranked by response
+        if cfg.use_anver:
+            masks = torch.stack([c.mask for c in cands])
+            region_feats = masked_pool(feats, masks)
+            xi = evidence_vectors(masks, target, soft, hu_image, voxel_ml, mean_hu, cfg.sigma_hu)
+            ver = self.verifier(region_feats, z_i, xi, cfg.tau)
+            selected = ver.chosen
+        chosen = selected if forced is None else forced
         cand = cands[chosen]
+        if not cfg.use_ocre:  # w/o OcRe: the soft coarse mask Y^0 is the answer
+            logits = torch.where(cand.mask, (s_i - cand.threshold) / cfg.init_temperature, s_i.new_full((), self.refiner.outside_logit))
+            return LesionPrediction(i, target, s_i, cands, ver, selected, chosen, logits, None, organ_mask, mean_hu, forced is not None)
         init = cand.mask.to(s_i.dtype) * torch.sigmoid((s_i - cand.threshold) / cfg.init_temperature)
         oct_out = self.refiner(feats, init, cand.bbox)
         return LesionPrediction(
-            i, target, s_i, cands, ver, ver.chosen, chosen, oct_out.logits, oct_out.cube, organ_mask, mean_hu, forced is not None
+            i, target, s_i, cands, ver, selected, chosen, oct_out.logits, oct_out.cube, organ_mask, mean_hu, forced is not None
         )

@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Does weak report supervision help GLeVE? (000 Table 1, issue 4)
+
+For each mask ratio r: train GLeVE twice through the app's own train task on the same labelled
+studies - (a) r of them keep their masks and all the others train from their reports only
+(L_weak, eq. 7-8), (b) the same r masks alone - then score both on held-out studies with the
+shared Table-1 metrics. Same seeds, same epochs, same start (the visual encoder warm-started from
+the bundled lesion_baseline, as the default GLeVE training does; the grounding heads from scratch).
+
+    .venv/bin/python scripts/gleve_weak_supervision.py --ratios 0.1 --n 20 --epochs 15 --n-test 6
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "apps", "radground"))
+
+from lib.data.studies import SPLITS, generate_dataset  # noqa: E402
+from lib.metrics.evaluation import markdown_table  # noqa: E402
+from scripts_common import APP_DIR, heldout_studies, score_lesion_model  # noqa: E402
+
+
+def train_arm(studies: str, model_dir: str, ratio: float, weak: bool, lambda_weak, args) -> dict:
+    from main import RadGroundApp
+
+    app = RadGroundApp(APP_DIR, studies, {"models": "gleve", "model_dir": model_dir})
+    req = {
+        "model": "gleve",
+        "max_epochs": args.epochs,
+        "val_interval": args.val_interval,
+        "val_split": 0.2,
+        "pretrained": False,  # not the bundled GLeVE: it has seen every mask
+        "mask_ratio": ratio,
+        "weak_supervision": weak,
+        "seed": args.seed,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+    if lambda_weak is not None:
+        req["lambda_weak"] = lambda_weak
+    return app.train(req)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ratios", default="0.1", help="comma list of mask ratios, e.g. 0.1,0.25,1.0")
+    ap.add_argument("--n", type=int, default=20, help="training studies (all have masks; the ratio hides the rest)")
+    ap.add_argument("--first-seed", type=int, default=60, help="offset into the train split (the bundled baseline used the first 40)")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--val-interval", type=int, default=5)
+    ap.add_argument("--n-test", type=int, default=6)
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--lambda-weak", default="", help="comma list of eq. 8 lambda_weak values, one '+ reports' arm each (default: the config's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    work = args.work or tempfile.mkdtemp(prefix="radground_weak_")
+    studies = os.path.join(work, "studies")
+    seeds = list(SPLITS["train"])[args.first_seed : args.first_seed + args.n]
+    generate_dataset(studies, seeds, preset=args.preset, report_only_fraction=0.0, body="abdomen")
+    test_dir, test_seeds = heldout_studies(args.n_test, args.preset, prefix="radground_weak_test_")
+
+    tables, rows = {}, []
+    lambdas = [float(x) for x in args.lambda_weak.split(",") if x.strip()] or [None]
+    for ratio in [float(r) for r in args.ratios.split(",")]:
+        arms = [(True, lw) for lw in lambdas] + [(False, None)]
+        for weak, lw in arms:
+            name = f"{int(round(ratio * 100))}% masks" + ((" + reports" + (f" (lambda_weak {lw:g})" if lw is not None else "")) if weak else " alone")
+            model_dir = os.path.join(work, f"model_r{ratio}_{'weak' if weak else 'masks'}_{lw}")
+            torch.manual_seed(args.seed)
+            t0 = time.time()
+            stats = train_arm(studies, model_dir, ratio, weak, lw, args)
+            took = time.time() - t0
+            tables[name], _ = score_lesion_model("gleve", test_dir, test_seeds, {"model_dir": model_dir})
+            rows.append({"arm": name, "n_train": stats.get("n_train"), "n_weak": stats.get("n_weak"), "best_val_LLS": stats.get("best_metric"), "train_s": round(took)})
+            print(f"{name}: trained {stats.get('n_train')} studies ({stats.get('n_weak')} report-only) in {took:.0f}s, best val LLS {stats.get('best_metric')}", flush=True)
+    print()
+    print(f"held-out: {len(test_seeds)} {args.preset} studies; training: {len(seeds)} studies x {args.epochs} epochs")
+    print(markdown_table(tables))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"arms": rows, "tables": tables}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

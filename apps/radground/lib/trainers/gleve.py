@@ -33,7 +33,6 @@ signal. ``crop_margin_mm=None`` trains on full volumes (still padded to that fac
 from __future__ import annotations
 
 import copy
-import datetime
 import json
 import logging
 import math
@@ -60,6 +59,9 @@ from lib.networks.gleve.matching import assign_instances, lesion_target_masks
 from lib.networks.gleve.model import GLeVE
 from lib.networks.gleve.report_graph import LesionGraph, LesionTarget, build_lesion_graph, organ_prior_channels
 from lib.reports import parse_report
+from lib.trainers.common import elapsed as _elapsed
+from lib.trainers.common import jsonable as _jsonable
+from lib.trainers.common import truthy as _truthy
 from lib.transforms.ct import load_ct, resample_and_window
 
 logger = logging.getLogger(__name__)
@@ -689,28 +691,3 @@ class GleveTrain(TrainTask):
 def _plain(x) -> torch.Tensor:
     """A plain tensor (MetaTensors would carry their meta data through every op of every step)."""
     return x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
-
-
-def _truthy(v: Any) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() not in ("false", "0", "no", "off", "")
-    return bool(v)
-
-
-def _elapsed(start: float) -> str:
-    return str(datetime.timedelta(seconds=int(time.time() - start)))
-
-
-def _jsonable(x: Any) -> Any:
-    """NaN/inf -> None (strict JSON), tensors and numpy scalars -> Python numbers."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if torch.is_tensor(x):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x

@@ -1,0 +1,432 @@
+"""MedGrounder's train task, both stages of 003 §3.4 (request ``stage``: 1 / 2).
+
+* **stage 1** (pre-training, weak anatomy boxes): every study with a report; each parsed sentence
+  gets the boxes of its most specific anatomy on the study's structure map, cleaned up by the
+  paper's rules (:func:`lib.data.grounding_targets.anatomy_targets`); ``phrases_per_study``
+  short side/zone phrases per study add the wording variety Chest ImaGenome has and the synthetic
+  reports lack (:func:`~lib.data.grounding_targets.anatomy_phrases`; a pool of ``phrase_pool`` per
+  study, ``phrases_per_study`` of them drawn afresh each step). The structure map is the
+  anatomy task's (``weak_boxes_from="anatomy"``, default; cached per image) or the datastore's
+  ``organs`` label (``"labels"``).
+* **stage 2** (fine-tuning, finding boxes): studies whose truth links sentences to finding
+  instances; boxes from the ``final`` label (else the truth's instance map)
+  (:func:`~lib.data.grounding_targets.finding_targets`). Starts from the latest published weights
+  (``pretrained``), i.e. stage 1's.
+
+The loss is eqs. 2-4 (:class:`~lib.networks.medgrounder.losses.GroundingLoss`); AdamW as the
+paper (its lr 1e-5 is for batch 32 on a GPU; the CPU default is larger). Validation picks the
+confidence threshold that maximises centre-hit F1 (§5.3.2) and scores the §3.5 metrics at it; the
+key metric is mask IoU in stage 1 and Precision@(F1=1) in stage 2, as the paper selects its
+checkpoints (§4.0.2). The published checkpoint carries the stage and the chosen threshold.
+
+Why a plain torch loop: a step pairs one image with a variable number of sentences, each with a
+variable number of boxes (0..M), which MONAI's SupervisedTrainer / collation do not express; the
+``train_stats.json`` / ``publish_path`` contract is the one MONAI Label and the app read.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from monai.transforms import Compose
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.train import TrainTask
+
+from lib.data.grounding_targets import AnatomyBoxes, SentenceTarget, anatomy_phrases, anatomy_targets, finding_targets
+from lib.data.studies import body_part_of, read_report, read_truth, truth_lesions_path
+from lib.metrics.grounding import score_sentence, summarise
+from lib.networks.medgrounder import GroundingLoss, MedGrounder, boxes_to_corners, scored_corner_boxes, select_boxes
+from lib.networks.medgrounder.preprocess import CT_WINDOWS, ModelGrid, prepare_image
+from lib.reports import parse_report
+from lib.trainers.common import elapsed as _elapsed
+from lib.trainers.common import jsonable as _jsonable
+from lib.trainers.common import truthy as _truthy
+from lib.transforms.ct import load_ct
+
+logger = logging.getLogger(__name__)
+
+THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
+KEY_METRIC = {1: "val_mIoU", 2: "val_P@F1=1"}
+VAL_PHRASES = 8
+
+
+@dataclass
+class GroundingStudy:
+    """One pre-processed study: the model input, its grid and its sentences' normalised targets."""
+
+    image_id: str
+    image: torch.Tensor  # (C, S, S, S)
+    grid: ModelGrid
+    texts: list[str]
+    targets: list[torch.Tensor]  # per sentence (M, 2nd) normalised centre-size
+    source_boxes: list[np.ndarray]  # per sentence (M, 2nd) source voxel corner boxes (for reporting)
+    n_report: int = -1  # the first n_report texts are the report's sentences, the rest stage-1 phrases
+
+    def __post_init__(self):
+        if self.n_report < 0:
+            self.n_report = len(self.texts)
+
+
+def parse_stage(v: Any) -> int:
+    s = str(v).strip().lower()
+    if s in ("1", "pretrain", "pre-train", "stage1", "anatomy"):
+        return 1
+    if s in ("2", "finetune", "fine-tune", "stage2", "findings"):
+        return 2
+    raise ValueError(f"stage must be 1 (anatomy pre-training) or 2 (finding fine-tuning), got {v!r}")
+
+
+def choose_threshold(per_sentence: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], shape, wbf: bool = False) -> tuple[float, dict]:
+    """The confidence threshold with the best overall centre-hit F1 (§5.3.2) and the §3.5 metrics at it.
+
+    ``per_sentence``: (corners (N, 2nd) normalised, scores (N,), true corners (M, 2nd) normalised);
+    ``shape``: the grid mask IoU is measured on."""
+    best_t, best_ch = float(THRESHOLDS[0]), None
+    for t in THRESHOLDS:
+        ch = evaluate(per_sentence, shape, float(t), wbf, with_mask=False)["overall"]["CH-F1"]
+        ch = -1.0 if ch != ch else ch
+        if best_ch is None or ch > best_ch:
+            best_t, best_ch = float(t), ch
+    return best_t, evaluate(per_sentence, shape, best_t, wbf)
+
+
+def evaluate(per_sentence, shape, threshold: float, wbf: bool = False, with_mask: bool = True) -> dict:
+    """§3.5 metrics of normalised predictions at ``threshold`` (optionally after WBF), boxes scaled to ``shape``."""
+    scores = []
+    scale = np.asarray(list(shape) * 2, float)
+    for corners, conf, true in per_sentence:
+        kept, _ = select_boxes(corners, conf, threshold, wbf=wbf)
+        scores.append(score_sentence(kept * scale, np.asarray(true) * scale, shape, with_mask=with_mask))
+    return summarise(scores)
+
+
+class MedGrounderTrain(TrainTask):
+    """Train MedGrounder (stage 1 or 2) on the datastore's studies; see the module docstring.
+
+    Request keys (defaults in :meth:`config`): ``stage``, ``max_epochs``, ``learning_rate`` (``lr``),
+    ``weight_decay``, ``val_split``, ``val_interval``, ``device``, ``pretrained``, ``seed``,
+    ``studies_per_step``, ``max_sentences``, ``phrases_per_study``, ``weak_boxes_from``, ``body``.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        network: MedGrounder,
+        image_size: int,
+        iso_mm: float,
+        publish_path: str,
+        load_path: Optional[str] = None,
+        anatomy_task: Optional[Callable[[], Callable]] = None,
+        description: str = "Train MedGrounder: stage 1 on weak anatomy boxes, stage 2 on finding boxes (003 §3.4)",
+        config: Optional[Mapping[str, Any]] = None,
+    ):
+        super().__init__(description)
+        self.model_dir = model_dir
+        self._network = network
+        self.image_size, self.iso_mm = int(image_size), float(iso_mm)
+        self.publish_path, self.load_path = publish_path, load_path
+        self.anatomy_task = anatomy_task
+        self.stats_path = os.path.join(model_dir, "train_stats.json")
+        self._config: dict[str, Any] = {
+            "stage": 2,
+            "max_epochs": 30,
+            "learning_rate": 3e-4,
+            "weight_decay": 1e-4,
+            "val_split": 0.2,
+            "val_interval": 5,
+            "pretrained": True,
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "seed": 0,
+            "studies_per_step": 2,
+            "max_sentences": 24,
+            "phrases_per_study": 8,  # stage 1: phrases per study and step, drawn from a pool of phrase_pool
+            "phrase_pool": 48,
+            "weak_boxes_from": "anatomy",
+            "body": "chest",
+        }
+        self._config.update(dict(config or {}))
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    def stats(self) -> dict[str, Any]:
+        if os.path.exists(self.stats_path):
+            try:
+                with open(self.stats_path, encoding="utf-8") as f:
+                    return json.load(f)
+            except (OSError, ValueError):
+                logger.warning("unreadable %s", self.stats_path)
+        return {}
+
+    # ------------------------------------------------------------------ data
+    def _structure_map(self, datastore: Datastore, image_id: str, image: str, source: str) -> Optional[np.ndarray]:
+        import nibabel as nib
+
+        if source == "labels":
+            lid = datastore.get_label_by_image_id(image_id, "organs")
+            return np.asarray(nib.load(datastore.get_label_uri(lid, "organs")).dataobj) if lid else None
+        if self.anatomy_task is None:
+            raise ValueError("weak_boxes_from='anatomy' needs the anatomy task")
+        label_file, _ = self.anatomy_task()({"image": image, "device": "cpu", "model": "anatomy"})
+        return np.asarray(nib.load(label_file).dataobj)
+
+    def load_studies(self, datastore: Datastore, stage: int, req: Mapping[str, Any]) -> tuple[list[GroundingStudy], dict[str, str]]:
+        """Pre-processed studies for ``stage`` and {image_id: why it was left out}."""
+        import nibabel as nib
+
+        loader = Compose(load_ct(["image"]))
+        rng = np.random.default_rng(int(req["seed"]))
+        body = str(req.get("body") or "all")
+        studies, skipped = [], {}
+        for image_id in sorted(datastore.list_images()):
+            try:
+                image = datastore.get_image_uri(image_id)
+                studies_dir = os.path.dirname(image)
+                part = body_part_of(studies_dir, image_id)
+                if body != "all" and part not in (None, body):
+                    skipped[image_id] = "other_body"
+                    continue
+                text = read_report(studies_dir, image_id) or (datastore.get_image_info(image_id) or {}).get("report")
+                if not text or not str(text).strip():
+                    skipped[image_id] = "no_report"
+                    continue
+                parsed = parse_report(text)
+                d = loader({"image": image})
+                affine = np.asarray(d["source_affine"], float)
+                extra: list[SentenceTarget] = []
+                if stage == 1:
+                    smap = self._structure_map(datastore, image_id, image, str(req["weak_boxes_from"]))
+                    if smap is None:
+                        skipped[image_id] = "no_structure_map"
+                        continue
+                    targets = anatomy_targets(parsed, smap)
+                    extra = anatomy_phrases(rng, AnatomyBoxes(smap), int(req["phrase_pool"]))
+                else:
+                    truth = read_truth(studies_dir, image_id)
+                    if not truth or not truth.get("sentences"):
+                        skipped[image_id] = "no_sentence_links"
+                        continue
+                    lid = datastore.get_label_by_image_id(image_id, "final")
+                    inst_path = datastore.get_label_uri(lid, "final") if lid else truth_lesions_path(studies_dir, image_id)
+                    inst = np.asarray(nib.load(inst_path).dataobj) if os.path.exists(inst_path) else None
+                    targets = finding_targets(parsed, truth, inst)
+                x, grid = prepare_image(d["image"], np.asarray(d["image"].affine, float), self.image_size, self.iso_mm, CT_WINDOWS)
+            except Exception as e:  # one bad study must not end the run
+                logger.warning("MedGrounder train: skipping %s: %s", image_id, e)
+                skipped[image_id] = f"unreadable: {e}"
+                continue
+            all_t = targets + extra
+            studies.append(
+                GroundingStudy(
+                    image_id=image_id,
+                    image=x,
+                    grid=grid,
+                    texts=[t.text for t in all_t],
+                    targets=[torch.as_tensor(grid.normalise(t.boxes, affine), dtype=torch.float32).reshape(-1, grid.spatial_dims * 2) for t in all_t],
+                    source_boxes=[t.boxes for t in all_t],
+                    n_report=len(targets),
+                )
+            )
+        return studies, skipped
+
+    @staticmethod
+    def split(studies: Sequence[GroundingStudy], val_split: float) -> tuple[list[GroundingStudy], list[GroundingStudy]]:
+        """The last ``round(val_split * n)`` studies by id validate (at least one trains)."""
+        studies = sorted(studies, key=lambda s: s.image_id)
+        n_val = min(int(round(float(val_split) * len(studies))), len(studies) - 1) if val_split > 0 else 0
+        return list(studies[: len(studies) - n_val]), list(studies[len(studies) - n_val :])
+
+    # ------------------------------------------------------------------ steps
+    @staticmethod
+    def sample_sentences(study: GroundingStudy, cap: int, rng: random.Random, n_phrases: int = 0) -> list[int]:
+        """Report sentences: all groundable ones, then zero-box ones at random, up to ``cap`` (zero-box
+        ones dominate reports); plus ``n_phrases`` drawn afresh from the study's stage-1 phrase pool."""
+        report = range(study.n_report)
+        pos = [i for i in report if len(study.targets[i])]
+        neg = [i for i in report if not len(study.targets[i])]
+        rng.shuffle(pos)
+        rng.shuffle(neg)
+        take = pos[:cap]
+        take += neg[: max(0, cap - len(take))]
+        pool = list(range(study.n_report, len(study.texts)))
+        return take + rng.sample(pool, min(n_phrases, len(pool)))
+
+    @torch.no_grad()
+    def predict(self, model: MedGrounder, studies: Sequence[GroundingStudy], device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        model.eval()
+        out = []
+        for s in studies:
+            n = min(len(s.texts), s.n_report + VAL_PHRASES)  # the report and a few phrases, not the whole pool
+            for a in range(0, n, 32):
+                texts = s.texts[a : min(a + 32, n)]
+                o = model(s.image[None].to(device), texts, image_index=[0] * len(texts))
+                for j in range(len(texts)):
+                    corners, conf = scored_corner_boxes(o["pred_logits"][j], o["pred_boxes"][j])
+                    true = boxes_to_corners(s.targets[a + j]).numpy() if len(s.targets[a + j]) else np.zeros((0, corners.shape[1]))
+                    out.append((corners, conf, true))
+        model.train()
+        return out
+
+    def validate(self, model: MedGrounder, studies: Sequence[GroundingStudy], device, stage: int) -> dict[str, Any]:
+        preds = self.predict(model, studies, device)
+        shape = (self.image_size,) * model.config.spatial_dims
+        t, res = choose_threshold(preds, shape)
+        o = res["overall"]
+        return {
+            "val_threshold": t,
+            "val_mIoU": o["mIoU"],
+            "val_P@F1=1": o["P@F1=1"],
+            "val_CH-F1": o["CH-F1"],
+            "val_N-Acc": res["zero"]["N-Acc"],
+            "val_sentences": o["n"],
+        }
+
+    # ------------------------------------------------------------------ persistence
+    def _load_pretrained(self, model: MedGrounder) -> Optional[str]:
+        for path in (self.publish_path, self.load_path):
+            if path and os.path.exists(path):
+                try:
+                    ckpt = torch.load(path, map_location="cpu")
+                    model.load_state_dict(ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt)
+                    logger.info("MedGrounder train: starting from %s", path)
+                    return path
+                except Exception as e:  # another config's weights: try the next, else train from scratch
+                    logger.warning("MedGrounder train: cannot start from %s (%s)", path, e)
+        return None
+
+    def _publish(self, model: MedGrounder, stage: int, epoch: int, metric: Optional[float], threshold: Optional[float]) -> None:
+        ckpt = {
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "config": model.config.to_dict(),
+            "stage": stage,
+            "epoch": int(epoch),
+            "metric": metric,
+            "threshold": threshold,
+        }
+        d = os.path.dirname(os.path.abspath(self.publish_path))
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".medgrounder.", suffix=".pt", dir=d)
+        os.close(fd)
+        try:
+            torch.save(ckpt, tmp)
+            os.replace(tmp, self.publish_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def _write_stats(self, stats: Mapping[str, Any]) -> None:
+        os.makedirs(self.model_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".train_stats.", suffix=".json", dir=self.model_dir)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_jsonable(stats), f, indent=2)
+        os.replace(tmp, self.stats_path)
+
+    # ------------------------------------------------------------------ run
+    def __call__(self, request: Mapping[str, Any], datastore: Datastore) -> dict[str, Any]:
+        req = {**self._config, **{k: v for k, v in dict(request or {}).items() if v is not None}}
+        start = time.time()
+        stage = parse_stage(req["stage"])
+        max_epochs = int(req["max_epochs"])
+        lr = float(req.get("lr", req["learning_rate"]))
+        val_interval = max(1, int(req["val_interval"]))
+        device = torch.device(req["device"] if (str(req["device"]) != "cuda" or torch.cuda.is_available()) else "cpu")
+        rng = random.Random(int(req["seed"]))
+        torch.manual_seed(int(req["seed"]))
+
+        model = self._network
+        studies, skipped = self.load_studies(datastore, stage, req)
+        if not studies:
+            raise ValueError(f"MedGrounder train (stage {stage}): no usable study; skipped: {skipped}")
+        train, val = self.split(studies, float(req["val_split"]))
+        model.to(device)
+        pretrained = self._load_pretrained(model) if _truthy(req["pretrained"]) else None
+        model.train()
+        loss_fn = GroundingLoss(model.config)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=float(req["weight_decay"]))
+        per_step, cap = max(1, int(req["studies_per_step"])), max(1, int(req["max_sentences"]))
+        n_phrases = int(req["phrases_per_study"])
+        key = KEY_METRIC[stage]
+        n_boxes = [len(t) for s in studies for t in s.targets]
+        stats: dict[str, Any] = {
+            "name": "medgrounder",
+            "stage": stage,
+            "total_epochs": max_epochs,
+            "epoch": 0,
+            "best_metric": None,
+            "best_metric_epoch": None,
+            "key_metric_name": key,
+            "n_train": len(train),
+            "n_val": len(val),
+            "n_sentences": len(n_boxes),
+            "n_zero_box": sum(n == 0 for n in n_boxes),
+            "n_single_box": sum(n == 1 for n in n_boxes),
+            "n_multi_box": sum(n > 1 for n in n_boxes),
+            "skipped": skipped,
+            "learning_rate": lr,
+            "device": str(device),
+            "pretrained": pretrained,
+            "publish_path": self.publish_path,
+            "start_ts": int(start),
+            "history": [],
+        }
+        best, published = -math.inf, False
+        for epoch in range(1, max_epochs + 1):
+            order = list(train)
+            rng.shuffle(order)
+            sums = {"total": 0.0, "groundability": 0.0, "l1": 0.0, "giou": 0.0}
+            steps = 0
+            for a in range(0, len(order), per_step):
+                group = order[a : a + per_step]
+                texts, targets, index = [], [], []
+                for k, s in enumerate(group):
+                    for i in self.sample_sentences(s, cap, rng, n_phrases):
+                        texts.append(s.texts[i])
+                        targets.append(s.targets[i].to(device))
+                        index.append(k)
+                images = torch.stack([s.image for s in group]).to(device)
+                out = model(images, texts, image_index=index)
+                losses = loss_fn(out, targets)
+                if not torch.isfinite(losses["total"]):
+                    logger.warning("MedGrounder train: non-finite loss at epoch %d; step skipped", epoch)
+                    continue
+                opt.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)  # DETR/MDETR clip_max_norm
+                opt.step()
+                steps += 1
+                for k in sums:
+                    sums[k] += float(losses[k].detach())
+            row: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()}, "steps": steps}
+            if val and (epoch % val_interval == 0 or epoch == max_epochs):
+                row.update(self.validate(model, val, device, stage))
+                metric = row[key]
+                if metric == metric and metric >= best:  # ties: the later, longer-trained weights
+                    best = metric
+                    stats.update(best_metric=metric, best_metric_epoch=epoch, threshold=row["val_threshold"])
+                    self._publish(model, stage, epoch, metric, row["val_threshold"])
+                    published = True
+            elif not val:
+                self._publish(model, stage, epoch, None, None)
+                published = True
+            logger.info("MedGrounder train (stage %d): epoch %d/%d %s", stage, epoch, max_epochs, {k: v for k, v in row.items() if k != "epoch"})
+            stats["history"].append(row)
+            stats.update(epoch=epoch, train_loss=row["train_total"], current_time=_elapsed(start))
+            self._write_stats(stats)
+        if not published:
+            self._publish(model, stage, max_epochs, None, None)
+        stats.pop("current_time", None)
+        stats["total_time"] = _elapsed(start)
+        stats["total_seconds"] = round(time.time() - start, 3)
+        self._write_stats(stats)
+        return copy.deepcopy(_jsonable(stats))

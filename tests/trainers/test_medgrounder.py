@@ -1,0 +1,112 @@
+"""The MedGrounder train task: stage 1 (weak anatomy boxes) and stage 2 (finding boxes) through the
+datastore, what it skips and why, the validation-chosen threshold, and stage 2 starting from stage 1."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from monailabel.datastore.local import LocalDatastore
+
+from lib.data.studies import generate_dataset, truth_path
+from lib.networks.medgrounder import MedGrounder, MedGrounderConfig
+from lib.trainers.medgrounder import MedGrounderTrain, choose_threshold, parse_stage
+
+HASH = {"backend": "hash", "dim": 32}
+SIZE = 32
+CPU = {"device": "cpu", "pretrained": False, "val_interval": 1, "weak_boxes_from": "labels", "max_sentences": 8}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def datastore(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("mg_train"))
+    generate_dataset(root, [1, 2, 3], preset="tiny", body="chest")
+    generate_dataset(root, [4], preset="tiny", body="abdomen")
+    return root
+
+
+def _trainer(tmp_path):
+    torch.manual_seed(0)
+    net = MedGrounder(MedGrounderConfig.tiny(text_encoder=HASH, image_size=SIZE))
+    model_dir = os.path.join(str(tmp_path), "model")
+    return MedGrounderTrain(os.path.join(model_dir, "mg"), net, SIZE, 6.0, os.path.join(model_dir, "medgrounder.pt"))
+
+
+def _ds(root):
+    return LocalDatastore(root, extensions=("*.nii.gz",), auto_reload=False)
+
+
+def test_parse_stage():
+    assert parse_stage(1) == 1 and parse_stage("pretrain") == 1 and parse_stage("2") == 2 and parse_stage("finetune") == 2
+    with pytest.raises(ValueError):
+        parse_stage(3)
+
+
+def test_stage1_targets_from_the_structure_maps(datastore, tmp_path):
+    tr = _trainer(tmp_path)
+    studies, skipped = tr.load_studies(_ds(datastore), 1, {**tr.config(), **CPU})
+    assert sorted(s.image_id for s in studies) == ["chest_00001", "chest_00002", "chest_00003"]
+    assert skipped == {"synth_00004": "other_body"}
+    for s in studies:
+        assert s.image.shape == (2, SIZE, SIZE, SIZE) and len(s.texts) == len(s.targets)
+        n = [len(t) for t in s.targets]
+        assert 0 in n and max(n) >= 1
+        for t in s.targets:
+            assert ((t >= 0) & (t <= 1)).all()
+        assert len(s.texts) >= tr.config()["phrases_per_study"]
+
+
+def test_stage2_needs_sentence_links(datastore, tmp_path):
+    root = str(tmp_path / "copy")
+    generate_dataset(root, [1, 2], preset="tiny", body="chest")
+    os.unlink(truth_path(root, "chest_00002"))
+    tr = _trainer(tmp_path)
+    studies, skipped = tr.load_studies(_ds(root), 2, {**tr.config(), **CPU})
+    assert [s.image_id for s in studies] == ["chest_00001"] and skipped == {"chest_00002": "no_sentence_links"}
+    # finding sentences have boxes, the rest none
+    assert any(len(t) for t in studies[0].targets) and any(not len(t) for t in studies[0].targets)
+
+
+def test_both_stages_publish_and_stage2_starts_from_stage1(datastore, tmp_path):
+    tr = _trainer(tmp_path)
+    s1 = tr({**CPU, "stage": 1, "max_epochs": 2}, _ds(datastore))
+    ckpt = torch.load(tr.publish_path, map_location="cpu")
+    assert ckpt["stage"] == 1 and 0 < ckpt["threshold"] < 1 and set(ckpt["model"]) == set(tr._network.state_dict())
+    assert s1["key_metric_name"] == "val_mIoU" and s1["n_val"] == 1 and s1["n_train"] == 2
+    assert s1["n_multi_box"] >= 1  # bilateral phrases / zones
+    with open(tr.stats_path) as f:
+        assert json.load(f)["epoch"] == 2
+    s2 = tr({**CPU, "stage": 2, "max_epochs": 1, "pretrained": True}, _ds(datastore))
+    assert s2["pretrained"] == tr.publish_path and s2["key_metric_name"] == "val_P@F1=1"
+    assert torch.load(tr.publish_path, map_location="cpu")["stage"] == 2
+
+
+def test_no_usable_study_is_a_clear_error(tmp_path):
+    root = str(tmp_path / "abd")
+    generate_dataset(root, [5], preset="tiny", body="abdomen")
+    tr = _trainer(tmp_path)
+    with pytest.raises(ValueError, match="no usable study"):
+        tr({**CPU, "stage": 1, "max_epochs": 1}, _ds(root))
+
+
+def test_threshold_is_chosen_by_centre_hit_f1():
+    true = np.array([[0.1, 0.1, 0.1, 0.3, 0.3, 0.3]])
+    good, bad = [0.1, 0.1, 0.1, 0.3, 0.3, 0.3], [0.6, 0.6, 0.6, 0.9, 0.9, 0.9]
+    # the right box is confident (0.9), a wrong one middling (0.5), on a zero-box sentence a 0.3 box
+    preds = [
+        (np.array([good, bad]), np.array([0.9, 0.5]), true),
+        (np.array([bad]), np.array([0.3]), np.zeros((0, 6))),
+    ]
+    t, res = choose_threshold(preds, (16, 16, 16))
+    assert 0.5 < t <= 0.9
+    assert res["overall"]["CH-F1"] == 1.0 and res["zero"]["N-Acc"] == 1.0

@@ -19,8 +19,12 @@ from fastapi import HTTPException
 
 import lib.configs
 import monailabel
+from lib.activelearning import settings as al_settings
+from lib.activelearning.store import sync_from_disk
+from lib.activelearning.trigger import RetrainTrigger
 from lib.data.validation import DEFAULT_MAX_VOXELS, inspect_volume
 from lib.errors import RadgroundError, UnknownImageError, UnknownModelError
+from lib.infers.base import model_version
 from lib.serving.reports import DEFAULT_MAX_REPORT_CHARS, datastore_report, validated_report
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.config import TaskConfig
@@ -67,6 +71,9 @@ class RadGroundApp(MONAILabelApp):
         os.makedirs(self.model_dir, exist_ok=True)
         self.max_voxels = int(conf.get("max_voxels", DEFAULT_MAX_VOXELS))
         self.max_report_chars = int(conf.get("max_report_chars", DEFAULT_MAX_REPORT_CHARS))
+        # issue 9: train from the server after N new final labels (--conf retrain_after N)
+        self.retrain_trigger = RetrainTrigger.from_conf(conf, self.model_dir)
+        self._versions: Dict[str, tuple] = {}
 
         configs = discover_configs()
         wanted = [m.strip() for m in conf.get("models", "all").split(",") if m.strip()]
@@ -117,6 +124,11 @@ class RadGroundApp(MONAILabelApp):
             s = task_config.strategy()
             if s:
                 strategies.update(s if isinstance(s, dict) else {name: s})
+        if al_settings.enabled(self.conf) and len(self._disagreement_tasks()) >= 2:
+            from lib.activelearning.scoring import DISAGREEMENT
+            from lib.activelearning.strategies import HighestScore
+
+            strategies[DISAGREEMENT] = HighestScore(DISAGREEMENT)
         return strategies
 
     def init_scoring_methods(self) -> Dict[str, ScoringMethod]:
@@ -125,7 +137,54 @@ class RadGroundApp(MONAILabelApp):
             s = task_config.scoring_method()
             if s:
                 methods.update(s if isinstance(s, dict) else {name: s})
+        tasks = self._disagreement_tasks()
+        if al_settings.enabled(self.conf) and len(tasks) >= 2:
+            from lib.activelearning.scoring import DISAGREEMENT, ModelDisagreementScoring
+
+            methods[DISAGREEMENT] = ModelDisagreementScoring(tasks)
         return methods
+
+    def _disagreement_tasks(self) -> Dict[str, InferTask]:
+        """The lesion models ``model_disagreement`` compares (``--conf disagreement_models``) that this app serves."""
+        return {m: self._infers[m] for m in al_settings.disagreement_models(self.conf) if m in getattr(self, "_infers", {})}
+
+    # ------------------------------------------------------------------ active learning hooks (issue 9)
+    def datastore(self):
+        """The datastore, re-read from disk when another process (a background scoring or training
+        run) changed it: with auto reload off the server would otherwise overwrite their updates."""
+        ds = super().datastore()
+        sync_from_disk(ds)
+        return ds
+
+    def on_save_label(self, image_id, label_id):
+        res = super().on_save_label(image_id, label_id)
+        if self.retrain_trigger is None:
+            return res
+        status = self.retrain_trigger.label_saved(self, image_id, label_id)
+        return {**(res or {}), "retrain": status} if status else res
+
+    def info(self):
+        """MONAI Label's info plus each model's checkpoint ``version`` (the hash results carry)."""
+        meta = super().info()
+        for name, entry in (meta.get("models") or {}).items():
+            task = self._infers.get(name)
+            path = task.get_path() if task is not None and hasattr(task, "get_path") else None
+            if path and isinstance(entry, dict):
+                entry["version"] = self._model_version(path)
+        return meta
+
+    def _model_version(self, path: str) -> str:
+        """:func:`model_version`, hashed again only when the file changed."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return model_version(None)
+        key = (st.st_mtime_ns, st.st_size)
+        cached = self._versions.get(path)
+        if not cached or cached[0] != key:
+            cached = (key, model_version(path))
+            self._versions[path] = cached
+        return cached[1]
 
     # ------------------------------------------------------------------ guard
     def infer(self, request, datastore=None):

@@ -147,3 +147,15 @@ def test_make_loss_shares_tau_and_text_dim_is_checked(scene):
     graph.node_embeddings = torch.zeros(graph.num_nodes, 5)
     with pytest.raises(ValueError, match="text_dim"):
         model.encode_graph(graph)
+
+
+def test_deep_copy_after_the_text_encoder_loaded_shares_it():
+    """BasicInferTask deep-copies its network template; a loaded (tokenizer-locked) encoder must
+    not be copied, so train-then-infer in one process works."""
+    import copy
+
+    model = GLeVE(GLeVEConfig.tiny())  # the MiniLM: a real HF tokenizer
+    model.encode_graph(build_lesion_graph(parse_report(REPORT)))
+    twin = copy.deepcopy(model)
+    assert twin.text_encoder is model.text_encoder
+    assert GLeVE(GLeVEConfig.tiny()).text_encoder is model.text_encoder  # one per settings and process

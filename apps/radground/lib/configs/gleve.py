@@ -69,7 +69,8 @@ class Gleve(TaskConfig):
 
     def trainer(self):
         try:
-            from lib.trainers.gleve import GleveTrain
+            # GleveTrain + MONAI Label's multi_gpu / gpus option (DDP); a single process is GleveTrain itself
+            from lib.trainers.ddp import DistributedGleveTrain as GleveTrain
         except ImportError:  # the train task lands separately
             return None
         return GleveTrain(
@@ -77,7 +78,37 @@ class Gleve(TaskConfig):
             network=self.network,
             target_spacing=self.settings["target_spacing"],
             publish_path=self.path[1],
-            load_path=self.path[0],
+            load_path=[self.path[1], self.path[0]],  # the last published weights first, then the bundled
             visual_init_path=bundled_checkpoint("lesion_baseline.pt") if self.variant == "tiny" else None,
             description="Train GLeVE on corrected lesion masks plus report-only studies (weak report losses, 000 eq. 7-8)",
         )
+
+    # ------------------------------------------------------------------ active learning (issue 9)
+    def scoring_method(self):
+        """``report_uncertainty`` and ``report_inconsistency`` over unlabelled studies
+        (``--conf active_learning true``), from a GLeVE infer task of their own."""
+        from lib.activelearning import settings
+        from lib.activelearning.scoring import INCONSISTENCY, UNCERTAINTY, ReportInconsistencyScoring, ReportUncertaintyScoring
+
+        if not settings.enabled(self.conf):
+            return None
+        task = GleveInfer(
+            path=self.path,
+            network=self.network,
+            target_spacing=self.settings["target_spacing"],
+            anatomy_task=anatomy_infer_task(self.model_dir, self.conf),
+        )
+        return {
+            UNCERTAINTY: ReportUncertaintyScoring(task, tta=settings.tta_views(self.conf)),
+            INCONSISTENCY: ReportInconsistencyScoring(task),
+        }
+
+    def strategy(self):
+        """``/activelearning/report_uncertainty`` and ``/activelearning/report_inconsistency``."""
+        from lib.activelearning import settings
+        from lib.activelearning.scoring import INCONSISTENCY, UNCERTAINTY
+        from lib.activelearning.strategies import HighestScore
+
+        if not settings.enabled(self.conf):
+            return None
+        return {UNCERTAINTY: HighestScore(UNCERTAINTY), INCONSISTENCY: HighestScore(INCONSISTENCY)}

@@ -252,7 +252,7 @@ class GleveTrain(TrainTask):
         network: GLeVE,
         target_spacing: Sequence[float],
         publish_path: str,
-        load_path: Optional[str] = None,
+        load_path: Optional[str | Sequence[str]] = None,
         description: str = "Train GLeVE (report-guided lesion grounding) from masks and reports",
         crop_margin_mm: Optional[float] = 16.0,
         config: Optional[Mapping[str, Any]] = None,
@@ -264,7 +264,9 @@ class GleveTrain(TrainTask):
         self._network = network
         self.target_spacing = tuple(float(s) for s in target_spacing)
         self.publish_path = publish_path
-        self.load_path = load_path
+        # where ``pretrained`` training starts: the first of these that exists (the server's last
+        # published weights before the bundled ones, so retraining rounds build on each other)
+        self.load_paths = [load_path] if isinstance(load_path, str) else list(load_path or [])
         self.crop_margin_mm = None if crop_margin_mm is None else float(crop_margin_mm)
         self.stats_path = os.path.join(model_dir, "train_stats.json")
         self._pre: dict[bool, Compose] = {}
@@ -489,17 +491,18 @@ class GleveTrain(TrainTask):
 
     # ------------------------------------------------------------------ persistence
     def _load_pretrained(self, model: GLeVE) -> Optional[str]:
-        if not self.load_path or not os.path.exists(self.load_path):
+        path = next((p for p in self.load_paths if p and os.path.exists(p)), None)
+        if path is None:
             return None
         try:
-            ckpt = torch.load(self.load_path, map_location="cpu")
+            ckpt = torch.load(path, map_location="cpu")
             state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
             model.load_state_dict(state)
         except Exception as e:  # a checkpoint of another config: train from the current weights
-            logger.warning("GLeVE train: cannot start from %s (%s); training from the current weights", self.load_path, e)
+            logger.warning("GLeVE train: cannot start from %s (%s); training from the current weights", path, e)
             return None
-        logger.info("GLeVE train: starting from %s", self.load_path)
-        return self.load_path
+        logger.info("GLeVE train: starting from %s", path)
+        return path
 
     def _publish(self, model: GLeVE, epoch: int, metric: Optional[float]) -> None:
         ckpt = {

@@ -30,6 +30,7 @@ Ablations of 000 Table 2 (config switches, all on by default):
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Optional, Sequence
@@ -48,6 +49,11 @@ from lib.networks.gleve.report_graph import NUM_RELATIONS, LesionGraph, LesionTa
 from lib.networks.gleve.verification import RegionVerifier, VerificationResult, evidence_vectors, masked_pool, organ_mean_hu
 from lib.networks.gleve.visual_encoder import build_visual_encoder
 from lib.networks.text_encoder import TextEncoder, build_text_encoder
+
+
+#: Frozen text encoders, one per settings, shared by every GLeVE instance of the process: the infer
+#: task deep-copies its network template, and a loaded encoder (tokenizer locks) cannot be copied.
+_TEXT_ENCODERS: dict[str, TextEncoder] = {}
 
 
 @dataclass
@@ -219,9 +225,12 @@ class GLeVE(nn.Module):
 
     @property
     def text_encoder(self) -> TextEncoder:
-        if self._text_encoder is None:
-            self._text_encoder = build_text_encoder(self.config.text_encoder)
-        return self._text_encoder
+        if self._text_encoder is not None:  # given to the constructor
+            return self._text_encoder
+        key = json.dumps(self.config.text_encoder, sort_keys=True, default=str)
+        if key not in _TEXT_ENCODERS:
+            _TEXT_ENCODERS[key] = build_text_encoder(self.config.text_encoder)
+        return _TEXT_ENCODERS[key]
 
     def make_loss(self) -> GLeVELoss:
         """The eq. 8 objective with ``config.loss`` and the same tau as the verification."""

@@ -34,3 +34,51 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+def save_checkpoint_atomic(ckpt: Mapping[str, Any], path: str) -> None:
+    """torch.save to a temp file beside ``path``, then rename: an infer task reloading the
+    checkpoint (MONAI Label watches its file time) never reads half a file."""
+    import os
+    import tempfile
+
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    os.close(fd)
+    try:
+        torch.save(dict(ckpt), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_stats(stats: Mapping[str, Any], path: str) -> None:
+    """``train_stats.json`` (strict JSON, written atomically: MONAI Label's /train status reads it)."""
+    import json
+    import os
+    import tempfile
+
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".train_stats.", suffix=".json", dir=d)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(jsonable(stats), f, indent=2)
+    os.replace(tmp, path)
+
+
+def read_stats(path: str) -> dict[str, Any]:
+    """The stats a train task wrote, or {} (missing or unreadable)."""
+    import json
+    import logging
+    import os
+
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            logging.getLogger(__name__).warning("unreadable %s", path)
+    return {}

@@ -26,12 +26,10 @@ variable number of boxes (0..M), which MONAI's SupervisedTrainer / collation do 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -50,6 +48,7 @@ from lib.networks.medgrounder.preprocess import CT_WINDOWS, ModelGrid, prepare_i
 from lib.reports import parse_report
 from lib.trainers.common import elapsed as _elapsed
 from lib.trainers.common import jsonable as _jsonable
+from lib.trainers.common import read_stats, save_checkpoint_atomic, write_stats
 from lib.trainers.common import truthy as _truthy
 from lib.transforms.ct import load_ct
 
@@ -160,13 +159,7 @@ class MedGrounderTrain(TrainTask):
         return dict(self._config)
 
     def stats(self) -> dict[str, Any]:
-        if os.path.exists(self.stats_path):
-            try:
-                with open(self.stats_path, encoding="utf-8") as f:
-                    return json.load(f)
-            except (OSError, ValueError):
-                logger.warning("unreadable %s", self.stats_path)
-        return {}
+        return read_stats(self.stats_path)
 
     # ------------------------------------------------------------------ data
     def _structure_map(self, datastore: Datastore, image_id: str, image: str, source: str) -> Optional[np.ndarray]:
@@ -313,24 +306,10 @@ class MedGrounderTrain(TrainTask):
             "metric": metric,
             "threshold": threshold,
         }
-        d = os.path.dirname(os.path.abspath(self.publish_path))
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".medgrounder.", suffix=".pt", dir=d)
-        os.close(fd)
-        try:
-            torch.save(ckpt, tmp)
-            os.replace(tmp, self.publish_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        save_checkpoint_atomic(ckpt, self.publish_path)
 
     def _write_stats(self, stats: Mapping[str, Any]) -> None:
-        os.makedirs(self.model_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".train_stats.", suffix=".json", dir=self.model_dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_jsonable(stats), f, indent=2)
-        os.replace(tmp, self.stats_path)
+        write_stats(stats, self.stats_path)
 
     # ------------------------------------------------------------------ run
     def __call__(self, request: Mapping[str, Any], datastore: Datastore) -> dict[str, Any]:

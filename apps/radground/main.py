@@ -148,6 +148,13 @@ class RadGroundApp(MONAILabelApp):
         """The lesion models ``model_disagreement`` compares (``--conf disagreement_models``) that this app serves."""
         return {m: self._infers[m] for m in al_settings.disagreement_models(self.conf) if m in getattr(self, "_infers", {})}
 
+    # ------------------------------------------------------------------ DICOMweb (issue 11)
+    def _download_dcmqi_tools(self):
+        """MONAI Label downloads dcmqi from GitHub when the studies are a DICOMweb URL, and the server
+        cannot start offline. radground writes DICOM SEG with highdicom (lib/writers/dicom_seg.py),
+        so nothing is downloaded here."""
+        logger.info("DICOMweb datastore: DICOM SEG is written with highdicom; dcmqi is not downloaded")
+
     # ------------------------------------------------------------------ active learning hooks (issue 9)
     def datastore(self):
         """The datastore, re-read from disk when another process (a background scoring or training

@@ -4,7 +4,9 @@
 - results are written on the input grid by :class:`lib.writers.label_writer.LabelWriter`;
 - a task may name its segments per result (``result["label_names"]``), which MONAI Label's
   BasicInferTask would otherwise overwrite with the task's static labels;
-- every result says which model file and version produced it.
+- every result says which model file and version produced it;
+- every result also carries the shared, versioned schema'd form under ``result["grounding"]``
+  (:mod:`lib.schema`), beside the task's own keys.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from lib.errors import InvalidImageError, ModelNotReadyError, RadgroundError
+from lib.schema.hook import attach_grounding
 from lib.writers.label_writer import LabelWriter
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,9 @@ def model_version(path: str | None) -> str:
 
 class RadgroundInferTask(BasicInferTask):
     """BasicInferTask with radground's error mapping, writer and per-result label names."""
+
+    #: answer form for :mod:`lib.schema.adapters` (None: recognised from the answer's keys)
+    grounding_format = None
 
     def is_valid(self) -> bool:
         """A task is offered only with trained weights: random weights would be a stub behind a real name."""
@@ -63,4 +69,5 @@ class RadgroundInferTask(BasicInferTask):
             result["label_names"] = names
         path = self.get_path()
         result["model"] = {"name": request.get("model"), "file": os.path.basename(path) if path else None, "version": model_version(path)}
+        attach_grounding(result, label_file, self.grounding_format)
         return label_file, result

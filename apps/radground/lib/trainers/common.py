@@ -65,7 +65,7 @@ def write_stats(stats: Mapping[str, Any], path: str) -> None:
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".train_stats.", suffix=".json", dir=d)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(jsonable(stats), f, indent=2)
+        json.dump(jsonable(stats), f, indent=2, default=str)
     os.replace(tmp, path)
 
 

@@ -1,0 +1,197 @@
+"""``reg2rg``: a CT (+ optional region subset) -> a draft report written region by region (004, Reg2RG).
+
+The anatomy task gives the structure map (cached per image), merged into the 10 chest regions;
+each region present (or each one asked for in ``params["regions"]``) becomes a ``<region_i>`` of
+the prompt, with the whole volume as ``<image>``. The model writes, per region, the RRA prefix
+"The region i is <area>:" and the region's report; the prefix is read back and stripped.
+
+Answer (``params``):
+
+* ``regions``: one entry per region given, in prompt order: ``index``, ``region`` (the region
+  given), ``label`` (its id in the label map), ``text`` (the report, prefix stripped),
+  ``recognised_area`` (the area the model named, or null), ``matched`` (named == given: the
+  report is grounded in that region; when false, treat the text as unreliable, 004 §4.5.3);
+* ``report``: the region texts joined; ``missing_regions``: regions asked for but absent from the
+  image (too few voxels in the anatomy map);
+* the label map: the regions described, ids as ``lib.anatomy.labels.REGION_IDS``, named
+  ``label_names`` {"lung": 6, ...}, so Slicer/OHIF show which mask each report describes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from monai.transforms import EnsureChannelFirstd, LoadImaged, Orientationd
+from monailabel.interfaces.tasks.infer_v2 import InferType
+
+from lib.anatomy.labels import REGION_IDS, region_map
+from lib.data.region_reports import (
+    ORIENTATION,
+    REGION_NAMES,
+    align_to_regions,
+    build_prompt,
+    encode_example,
+    parse_generated,
+    region_inputs,
+)
+from lib.errors import InvalidImageError, InvalidParamsError
+from lib.infers.base import RadgroundInferTask
+from lib.transforms.ct import CheckCTd, RememberGeometryd
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_TOKENS = 600
+
+
+def requested_regions(value: Any) -> list[str]:
+    """``params["regions"]`` (list or comma string of region names) -> canonical-order subset; None/empty = all."""
+    if value is None or value == "" or value == []:
+        return list(REGION_NAMES)
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+        raise InvalidParamsError("params.regions must be a list of region names")
+    names = {" ".join(v.lower().split()) for v in items if v.strip()}
+    unknown = sorted(names - set(REGION_NAMES))
+    if unknown:
+        raise InvalidParamsError(f"unknown region(s) {unknown}; choose from {list(REGION_NAMES)}")
+    if not names:
+        raise InvalidParamsError("params.regions names no region")
+    return [r for r in REGION_NAMES if r in names]
+
+
+class AnatomyLabeld:
+    """Run the anatomy task on the image file and put its structure map file under ``key``."""
+
+    def __init__(self, anatomy_task: Callable, key: str = "anatomy_label"):
+        self.anatomy_task, self.key = anatomy_task, key
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        d = dict(data)
+        image = d.get("image")
+        if not (isinstance(image, str) and os.path.isfile(image)):
+            raise InvalidImageError("reg2rg needs the image as a file (datastore id or upload)")
+        label_file, result = self.anatomy_task({"image": image, "device": d.get("device", "cpu"), "model": "anatomy"})
+        d[self.key] = label_file
+        d["anatomy"] = {"cache": result.get("cache"), "backend": result.get("backend"), "model": result.get("model")}
+        return d
+
+
+class StructuresToRegionsd:
+    """Anatomy structure map -> chest region map: ``region_map`` (to be oriented) and ``region_map_input_grid``."""
+
+    def __init__(self, key: str = "anatomy_label"):
+        self.key = key
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        d = dict(data)
+        lab = d.pop(self.key)
+        regions = region_map(np.asarray(lab)[0].astype(np.int64))
+        d["region_map_input_grid"] = regions
+        out = lab.clone() if hasattr(lab, "clone") else lab
+        out[0] = out.new_tensor(regions) if hasattr(out, "new_tensor") else regions
+        d["region_map"] = out
+        return d
+
+
+class Reg2RGInfer(RadgroundInferTask):
+    def __init__(self, path, network, anatomy_task: Callable, **kw):
+        super().__init__(
+            path=path,
+            network=network,
+            type=InferType.SEGMENTATION,
+            labels=dict(REGION_IDS),
+            dimension=3,
+            description="Reg2RG: a draft report region by region, each section tied to its region mask (recognised area checked)",
+            config={"regions": "", "max_new_tokens": DEFAULT_MAX_NEW_TOKENS},
+            **kw,
+        )
+        self.anatomy_task = anatomy_task
+
+    def pre_transforms(self, data=None) -> Sequence[Callable]:
+        keys = ["image", "anatomy_label"]
+        return [
+            AnatomyLabeld(self.anatomy_task),
+            LoadImaged(keys=keys, image_only=True),
+            EnsureChannelFirstd(keys=keys),
+            CheckCTd(keys="image"),
+            RememberGeometryd(keys="image"),
+            StructuresToRegionsd(),
+            Orientationd(keys=["image", "region_map"], **ORIENTATION),
+        ]
+
+    def inverse_transforms(self, data=None):
+        return None  # the label map is made from the region map kept on the input grid
+
+    def run_inferer(self, data: dict[str, Any], convert_to_batch=True, device="cuda"):
+        wanted = requested_regions(data.get("regions"))
+        try:
+            max_new = int(data.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+        except (TypeError, ValueError) as e:
+            raise InvalidParamsError("params.max_new_tokens must be an integer") from e
+        if not 1 <= max_new <= 4096:
+            raise InvalidParamsError("params.max_new_tokens must be between 1 and 4096")
+        network = self._get_network(device, data)
+        cfg = network.config
+        image = np.asarray(data["image"][0], dtype=np.float32)
+        regions = np.asarray(data["region_map"][0]).astype(np.int64)
+        inputs = region_inputs(image, regions, cfg.image_size, cfg.mask_size, regions=wanted)
+        missing = [r for r in wanted if r not in inputs.names]
+        if cfg.uses_local and not inputs.names:
+            raise InvalidImageError(f"none of the regions {wanted} was found in this image by the anatomy task")
+        given = inputs.names if cfg.uses_local else list(wanted)
+        network.eval()
+        dev = next(network.parameters()).device
+        tok = network.tokenizer
+        with torch.no_grad():
+            glb, reg = network.encode(inputs.global_volume.to(dev), inputs.crops.to(dev), inputs.masks.to(dev))
+        if cfg.joint_regions or not cfg.uses_local:
+            prompt_ids, _ = encode_example(tok, build_prompt(len(given), use_global=cfg.use_global, use_local=cfg.uses_local))
+            text = tok.decode(network.generate_from(prompt_ids.to(dev), glb, reg, max_new_tokens=max_new), skip_special_tokens=True)
+            records = align_to_regions(parse_generated(text), given)
+        else:  # one prompt per region: <region_0> is that region
+            prompt_ids, _ = encode_example(tok, build_prompt(1, use_global=cfg.use_global))
+            records, texts = [], []
+            for j, name in enumerate(given):
+                t = tok.decode(network.generate_from(prompt_ids.to(dev), glb, reg[j : j + 1], max_new_tokens=max_new), skip_special_tokens=True)
+                rec = align_to_regions(parse_generated(t), [name])[0]
+                records.append(dict(rec, index=j))
+                texts.append(t)
+            text = " ".join(texts)
+        data["reg2rg"] = {"records": records, "missing": missing, "raw": text}
+        data[self.output_label_key] = data["region_map_input_grid"]
+        return data
+
+    def post_transforms(self, data=None) -> Sequence[Callable]:
+        return [RegionReportsd(self.output_label_key, self.output_json_key)]
+
+
+class RegionReportsd:
+    """Region map on the input grid (only the regions described) + the per-region JSON of the answer."""
+
+    def __init__(self, label_key: str = "pred", json_key: str = "result"):
+        self.label_key, self.json_key = label_key, json_key
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        d = dict(data)
+        out = d.pop("reg2rg")
+        regions = np.asarray(d[self.label_key])
+        described = {r["region"] for r in out["records"]}
+        keep = np.zeros(max(REGION_IDS.values()) + 1, dtype=np.uint8)
+        for name in described:
+            keep[REGION_IDS[name]] = REGION_IDS[name]
+        d[self.label_key] = keep[regions]
+        records = [dict(r, label=REGION_IDS[r["region"]]) for r in out["records"]]
+        result = dict(d.get(self.json_key) or {})
+        result.update(
+            regions=records,
+            report=" ".join(r["text"] for r in records if r["text"]),
+            missing_regions=out["missing"],
+            n_matched=sum(r["matched"] for r in records),
+            result_label_names={name: REGION_IDS[name] for name in REGION_NAMES if name in described},
+            anatomy=d.get("anatomy"),
+        )
+        d[self.json_key] = result
+        return d

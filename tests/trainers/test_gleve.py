@@ -21,14 +21,7 @@ REPORT_ONLY, LABELLED = 2, (5, 7)  # abdominal studies with lesions (checked bel
 CPU = {"device": "cpu", "pretrained": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on small shared CPUs two threads contending with other jobs run these
-    tiny volumes several times slower (the trainer itself leaves the thread count alone)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(seed: int = 0) -> GLeVE:

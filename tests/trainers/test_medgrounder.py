@@ -19,12 +19,7 @@ SIZE = 32
 CPU = {"device": "cpu", "pretrained": False, "val_interval": 1, "weak_boxes_from": "labels", "max_sentences": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

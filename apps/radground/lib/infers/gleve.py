@@ -19,7 +19,6 @@ Answer (``params``):
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -30,33 +29,16 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from lib.anatomy.labels import ANATOMY_STRUCTURES, ORGAN_DISPLAY
 from lib.anatomy.prior import soft_organ_maps
-from lib.errors import InvalidImageError
 from lib.infers.base import RadgroundInferTask
 from lib.networks.gleve.report_graph import build_lesion_graph, organ_prior_channels
 from lib.reports.schema import ParsedReport
 from lib.transforms.ct import load_ct, resample_and_window
+from lib.transforms.anatomy import AnatomyLabeld
 
 logger = logging.getLogger(__name__)
 
 #: An organ counts as present in the image from this volume on (the anatomy model's stray voxels do not).
 MIN_ORGAN_ML = 2.0
-
-
-class AnatomyPriord:
-    """Put the anatomy task's organ map (a label file on the image's grid) under ``organs``."""
-
-    def __init__(self, anatomy_task: Callable, key: str = "organs"):
-        self.anatomy_task, self.key = anatomy_task, key
-
-    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        d = dict(data)
-        image = d.get("image")
-        if not (isinstance(image, str) and os.path.isfile(image)):
-            raise InvalidImageError("gleve needs the image as a file (datastore id or upload)")
-        label_file, result = self.anatomy_task({"image": image, "device": d.get("device", "cpu"), "model": "anatomy"})
-        d[self.key] = label_file
-        d["anatomy"] = {"cache": result.get("cache"), "backend": result.get("backend"), "model": result.get("model")}
-        return d
 
 
 def lesion_label_name(index: int, unit) -> str:
@@ -90,7 +72,7 @@ class GleveInfer(RadgroundInferTask):
     def pre_transforms(self, data=None) -> Sequence[Callable]:
         keys = ["image", "organs"]
         return (
-            [AnatomyPriord(self.anatomy_task)]
+            [AnatomyLabeld(self.anatomy_task, key="organs", task="gleve")]
             + load_ct(keys)
             + resample_and_window(keys, self.target_spacing, label_keys=("organs",), hu_key="hu")
             # the backbones downsample up to 16x; the padding is undone with the rest on the way back

@@ -19,7 +19,6 @@ Answer (``params``):
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -40,6 +39,7 @@ from lib.data.region_reports import (
 from lib.errors import InvalidImageError, InvalidParamsError
 from lib.infers.base import RadgroundInferTask
 from lib.transforms.ct import CheckCTd, RememberGeometryd
+from lib.transforms.anatomy import AnatomyLabeld
 
 logger = logging.getLogger(__name__)
 
@@ -60,23 +60,6 @@ def requested_regions(value: Any) -> list[str]:
     if not names:
         raise InvalidParamsError("params.regions names no region")
     return [r for r in REGION_NAMES if r in names]
-
-
-class AnatomyLabeld:
-    """Run the anatomy task on the image file and put its structure map file under ``key``."""
-
-    def __init__(self, anatomy_task: Callable, key: str = "anatomy_label"):
-        self.anatomy_task, self.key = anatomy_task, key
-
-    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        d = dict(data)
-        image = d.get("image")
-        if not (isinstance(image, str) and os.path.isfile(image)):
-            raise InvalidImageError("reg2rg needs the image as a file (datastore id or upload)")
-        label_file, result = self.anatomy_task({"image": image, "device": d.get("device", "cpu"), "model": "anatomy"})
-        d[self.key] = label_file
-        d["anatomy"] = {"cache": result.get("cache"), "backend": result.get("backend"), "model": result.get("model")}
-        return d
 
 
 class StructuresToRegionsd:
@@ -113,7 +96,7 @@ class Reg2RGInfer(RadgroundInferTask):
     def pre_transforms(self, data=None) -> Sequence[Callable]:
         keys = ["image", "anatomy_label"]
         return [
-            AnatomyLabeld(self.anatomy_task),
+            AnatomyLabeld(self.anatomy_task, task="reg2rg"),
             LoadImaged(keys=keys, image_only=True),
             EnsureChannelFirstd(keys=keys),
             CheckCTd(keys="image"),

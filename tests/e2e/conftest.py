@@ -36,20 +36,20 @@ class RunningServer:
         return self.proc.poll() is None and requests.get(f"{self.url}/info/", timeout=30).status_code == 200
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("server")
-    studies, model_dir, log = base / "studies", base / "model", base / "server.log"
+def start_server(base, env: dict, conf: dict):
+    """Start ``scripts/serve.sh`` (as the README does) with ``env`` overrides and ``--conf`` pairs;
+    yields the :class:`RunningServer` once ``/info`` answers, and stops it afterwards."""
+    studies, log = base / "studies", base / "server.log"
     port = _free_port()
-    env = dict(os.environ, STUDIES=str(studies), PORT=str(port), MODELS="lesion_baseline,anatomy", PRESET="default", N_STUDIES="6")
-    env["MONAI_LABEL_DATASTORE_AUTO_RELOAD"] = "false"
+    env = dict(os.environ, STUDIES=str(studies), PORT=str(port), **env)
+    args = [a for k, v in conf.items() for a in ("--conf", k, str(v))]
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            ["bash", os.path.join(ROOT, "scripts", "serve.sh"), "--conf", "model_dir", str(model_dir)],
+            ["bash", os.path.join(ROOT, "scripts", "serve.sh"), *args],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
-    srv = RunningServer(url, str(studies), str(model_dir), str(log), proc)
+    srv = RunningServer(url, str(studies), str(conf.get("model_dir", "")), str(log), proc)
     deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -69,6 +69,25 @@ def server(tmp_path_factory):
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_for_training(client, timeout_s: float = 900) -> dict:
+    """Poll ``/train`` until the running training ends; its last status."""
+    deadline = time.time() + timeout_s
+    status: dict = {}
+    while time.time() < deadline:
+        status = client.train_status() or {}
+        if status and status.get("status") not in ("RUNNING", "SUBMITTED"):
+            break
+        time.sleep(3)
+    return status
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("server")
+    env = {"MODELS": "lesion_baseline,anatomy,gleve", "PRESET": "default", "N_STUDIES": "6", "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false"}
+    yield from start_server(base, env, {"model_dir": base / "model"})
     shutil.rmtree(base, ignore_errors=True)
 
 

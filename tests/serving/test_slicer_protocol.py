@@ -264,7 +264,7 @@ def test_save_label_as_the_module_does_then_read_it_back(server):
 def test_train_start_status_and_stop(server):
     """Start and stop at once (no training on a shared CPU): the answers parse as the module reads them."""
     client, _ = server
-    status, started = client.train_start("gleve", {"max_epochs": 1})
+    status, started = client.train_start("gleve", {"max_epochs": 1000})  # still running when asked; stopped at once
     assert status == 200 and isinstance(started, dict), started
     try:
         assert client.train_status(check_if_running=True)

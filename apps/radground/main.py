@@ -22,6 +22,7 @@ import monailabel
 from lib.activelearning import settings as al_settings
 from lib.activelearning.store import sync_from_disk
 from lib.activelearning.trigger import RetrainTrigger
+from lib.data.atomic_datastore import atomic_local_datastore
 from lib.data.validation import DEFAULT_MAX_VOXELS, inspect_volume
 from lib.errors import RadgroundError, UnknownImageError, UnknownModelError
 from lib.infers.base import model_version
@@ -154,6 +155,14 @@ class RadGroundApp(MONAILabelApp):
         cannot start offline. radground writes DICOM SEG with highdicom (lib/writers/dicom_seg.py),
         so nothing is downloaded here."""
         logger.info("DICOMweb datastore: DICOM SEG is written with highdicom; dcmqi is not downloaded")
+
+    # ------------------------------------------------------------------ datastore (issue 10)
+    def init_datastore(self):
+        """A local studies folder gets MONAI Label's datastore with atomic label saves
+        (lib/data/atomic_datastore.py); remote datastores are built as MONAI Label builds them."""
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        return atomic_local_datastore(self.studies)
 
     # ------------------------------------------------------------------ active learning hooks (issue 9)
     def datastore(self):

@@ -10,6 +10,7 @@ are removed when the datastore starts.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -42,30 +43,30 @@ def _commit(out, tmp: str, dest: str) -> None:
     os.replace(tmp, dest)
 
 
-def atomic_copy(src: str, dest: str) -> None:
-    """Copy ``src`` to ``dest`` so that ``dest`` is never partly written."""
+@contextlib.contextmanager
+def staged_file(dest: str):
+    """A binary file to write ``dest``'s new content into: renamed onto ``dest`` when the block
+    ends, removed if it raises (``dest`` keeps its old content)."""
     out, tmp = _staged(dest)
     try:
-        with open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
+        yield out
         _commit(out, tmp, dest)
     except BaseException:
         out.close()
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_copy(src: str, dest: str) -> None:
+    """Copy ``src`` to ``dest`` so that ``dest`` is never partly written."""
+    with staged_file(dest) as out, open(src, "rb") as inp:
+        shutil.copyfileobj(inp, out, 1 << 20)
 
 
 def atomic_write_text(dest: str, text: str) -> None:
-    out, tmp = _staged(dest)
-    try:
+    with staged_file(dest) as out:
         out.write(text.encode("utf-8"))
-        _commit(out, tmp, dest)
-    except BaseException:
-        out.close()
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class AtomicLocalDatastore(LocalDatastore):

@@ -267,6 +267,9 @@ def test_train_start_status_and_stop(server):
     status, started = client.train_start("gleve", {"max_epochs": 1000})  # still running when asked; stopped at once
     assert status == 200 and isinstance(started, dict), started
     try:
+        deadline = time.time() + 30  # MONAI Label answers "running" once the background process is up
+        while not client.train_status(check_if_running=True) and time.time() < deadline:
+            time.sleep(0.5)
         assert client.train_status(check_if_running=True)
         assert client.train_status().get("status") in ("SUBMITTED", "RUNNING")
     finally:

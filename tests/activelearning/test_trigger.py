@@ -73,3 +73,25 @@ def test_from_conf():
     assert t.params_for("gleve") == {"max_epochs": 2} and t.params_for("lesion_baseline") == {}
     with pytest.raises(ValueError):
         RetrainTrigger.from_conf({"retrain_after": "2", "retrain_params": "not json"}, "/tmp")
+
+
+def test_labels_of_studies_no_retrained_model_trains_on_are_not_counted(datastore, tmp_path):
+    """A corrected chest study must not retrain GLeVE (abdominal studies only)."""
+    import json
+
+    from lib.trainers.gleve import GleveTrain
+
+    root = os.path.dirname(datastore.get_image_uri("s1"))
+    os.makedirs(os.path.join(root, "truth"), exist_ok=True)
+    for sid, body in (("s1", "chest"), ("s2", "abdomen")):
+        with open(os.path.join(root, "truth", f"{sid}.json"), "w") as f:
+            json.dump({"region": body}, f)
+    app = FakeApp(datastore)
+    app._trainers = {"gleve": GleveTrain}  # what the trigger reads: its body_parts
+    trig = RetrainTrigger(1, ["gleve"], str(tmp_path / "state.json"), busy=lambda: False)
+    status = trig.label_saved(app, "s1", _save_final(datastore, "s1"))
+    assert not status["started"] and "chest" in status["ignored"] and app.calls == []
+    status = trig.label_saved(app, "s2", _save_final(datastore, "s2"))
+    assert status["started"] and [c[0] for c in app.calls] == ["gleve"]
+    status = trig.label_saved(app, "s3", _save_final(datastore, "s3"))  # no truth: unknown body part, counted
+    assert status["started"]

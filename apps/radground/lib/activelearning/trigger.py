@@ -98,14 +98,32 @@ class RetrainTrigger:
     # ------------------------------------------------------------------ hook
     def label_saved(self, app, image_id: str, label_id: str) -> dict[str, Any]:
         """``on_save_label``: count a final label; start training at N. Returns the trigger's status."""
-        if app.datastore().get_label_by_image_id(image_id, FINAL) != label_id:
+        ds = app.datastore()
+        if ds.get_label_by_image_id(image_id, FINAL) != label_id:
             return {}
+        body = self._body_part(ds, image_id)
+        trainers = getattr(app, "_trainers", {}) or {}
+        served = [m for m in self.models if m in trainers]
+        accepting = [m for m in served if body is None or getattr(trainers[m], "body_parts", None) in (None, ()) or body in trainers[m].body_parts]
+        if served and not accepting:  # e.g. a chest label: GLeVE trains on abdominal studies only
+            return {"pending": len(self.state()["pending"]), "after": self.after, "models": served, "started": False,
+                    "ignored": f"a {body} study: none of {served} trains on it"}
         with self._lock:
             state = self.state()
             if image_id not in state["pending"]:
                 state["pending"].append(image_id)
             self._save(state)
             return self._maybe_start(app, state)
+
+    @staticmethod
+    def _body_part(ds, image_id: str) -> Optional[str]:
+        """'abdomen' / 'chest' from the study's truth (synthetic studies); None when unknown."""
+        from lib.data.studies import body_part_of
+
+        try:
+            return body_part_of(os.path.dirname(ds.get_image_uri(image_id)), image_id)
+        except Exception:  # a remote datastore has no local folder: count the label
+            return None
 
     def _maybe_start(self, app, state: dict[str, Any]) -> dict[str, Any]:
         trainers = getattr(app, "_trainers", {}) or {}

@@ -245,6 +245,9 @@ class GleveTrain(TrainTask):
     ``mask_ratio``, ``weak_supervision``, ``lambda_weak`` (overrides the config's eq. 8 weight).
     """
 
+    #: the body parts it trains on (the retrain trigger ignores final labels of other studies)
+    body_parts = (BODY_PART,)
+
     def __init__(
         self,
         model_dir: str,

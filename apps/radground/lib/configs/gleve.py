@@ -92,12 +92,7 @@ class Gleve(TaskConfig):
 
         if not settings.enabled(self.conf):
             return None
-        task = GleveInfer(
-            path=self.path,
-            network=self.network,
-            target_spacing=self.settings["target_spacing"],
-            anatomy_task=anatomy_infer_task(self.model_dir, self.conf),
-        )
+        task = self.infer()[self.name]
         return {
             UNCERTAINTY: ReportUncertaintyScoring(task, tta=settings.tta_views(self.conf)),
             INCONSISTENCY: ReportInconsistencyScoring(task),

@@ -41,7 +41,8 @@ import torch.distributed as dist
 from monai.data import partition_dataset
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from lib.trainers.gleve import GleveTrain, _truthy
+from lib.trainers.common import truthy
+from lib.trainers.gleve import GleveTrain
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class DistributedGleveTrain(GleveTrain):
     def __call__(self, request, datastore) -> dict[str, Any]:
         req = {**self._config, **{k: v for k, v in dict(request or {}).items() if v is not None}}
         world = world_size(req)
-        if not _truthy(req.get("multi_gpu", False)) or world < 2:
+        if not truthy(req.get("multi_gpu", False)) or world < 2:
             return super().__call__(request, datastore)
         device = str(req.get("device") or "cpu")
         backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"

@@ -57,10 +57,7 @@ from lib.networks.gleve.matching import assign_instances, lesion_target_masks
 from lib.networks.gleve.model import GLeVE
 from lib.networks.gleve.report_graph import LesionGraph, LesionTarget, build_lesion_graph, organ_prior_channels
 from lib.reports import parse_report
-from lib.trainers.common import elapsed as _elapsed
-from lib.trainers.common import jsonable as _jsonable
-from lib.trainers.common import read_stats, save_checkpoint_atomic, write_stats
-from lib.trainers.common import truthy as _truthy
+from lib.trainers.common import elapsed, jsonable, read_stats, save_checkpoint_atomic, truthy, write_stats
 from lib.transforms.ct import load_ct, resample_and_window
 
 logger = logging.getLogger(__name__)
@@ -553,14 +550,14 @@ class GleveTrain(TrainTask):
             raise ValueError(f"GLeVE train: no usable study (abdominal, report with lesions, organ map); skipped: {skipped}")
         train, val = self.split(studies, val_split)
         mask_ratio = float(req["mask_ratio"])
-        weak_supervision = _truthy(req["weak_supervision"])
+        weak_supervision = truthy(req["weak_supervision"])
         train = self.apply_mask_ratio(train, mask_ratio, weak_supervision, int(req["seed"]))
         if not train:
             raise ValueError("GLeVE train: no training study left (mask_ratio 0 without weak supervision?)")
         logger.info("GLeVE train: %d train (%d report-only), %d val, %d skipped", len(train), sum(not s.has_mask for s in train), len(val), len(skipped))
 
         model.to(device)
-        pretrained = self._load_pretrained(model) if _truthy(req["pretrained"]) else None
+        pretrained = self._load_pretrained(model) if truthy(req["pretrained"]) else None
         if pretrained is None and self.visual_init_path:
             pretrained = init_visual_encoder(model, self.visual_init_path)
         model.train()
@@ -657,7 +654,7 @@ class GleveTrain(TrainTask):
                 train_loss=row["train_loss"],
                 train_seg_loss=row["seg_loss"],  # None when no study of the epoch had a mask
                 train_weak_loss=row["weak_loss"],
-                current_time=_elapsed(start),
+                current_time=elapsed(start),
             )
             for k in ("val_mean_dice", "val_LR", "val_LLS"):
                 if k in row:
@@ -667,10 +664,10 @@ class GleveTrain(TrainTask):
             self._publish(model, max_epochs, None)
             stats.update(best_metric_epoch=max_epochs)
         stats.pop("current_time", None)
-        stats["total_time"] = _elapsed(start)
+        stats["total_time"] = elapsed(start)
         stats["total_seconds"] = round(time.time() - start, 3)
         self._write_stats(stats)
-        return copy.deepcopy(_jsonable(stats))
+        return copy.deepcopy(jsonable(stats))
 
 
 def _plain(x) -> torch.Tensor:

@@ -46,10 +46,7 @@ from lib.metrics.grounding import score_sentence, summarise
 from lib.networks.medgrounder import GroundingLoss, MedGrounder, boxes_to_corners, scored_corner_boxes, select_boxes
 from lib.networks.medgrounder.preprocess import CT_WINDOWS, ModelGrid, prepare_image
 from lib.reports import parse_report
-from lib.trainers.common import elapsed as _elapsed
-from lib.trainers.common import jsonable as _jsonable
-from lib.trainers.common import read_stats, save_checkpoint_atomic, write_stats
-from lib.trainers.common import truthy as _truthy
+from lib.trainers.common import elapsed, jsonable, read_stats, save_checkpoint_atomic, truthy, write_stats
 from lib.transforms.ct import load_ct
 
 logger = logging.getLogger(__name__)
@@ -329,7 +326,7 @@ class MedGrounderTrain(TrainTask):
             raise ValueError(f"MedGrounder train (stage {stage}): no usable study; skipped: {skipped}")
         train, val = self.split(studies, float(req["val_split"]))
         model.to(device)
-        pretrained = self._load_pretrained(model) if _truthy(req["pretrained"]) else None
+        pretrained = self._load_pretrained(model) if truthy(req["pretrained"]) else None
         model.train()
         loss_fn = GroundingLoss(model.config)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=float(req["weight_decay"]))
@@ -400,12 +397,12 @@ class MedGrounderTrain(TrainTask):
                 published = True
             logger.info("MedGrounder train (stage %d): epoch %d/%d %s", stage, epoch, max_epochs, {k: v for k, v in row.items() if k != "epoch"})
             stats["history"].append(row)
-            stats.update(epoch=epoch, train_loss=row["train_total"], current_time=_elapsed(start))
+            stats.update(epoch=epoch, train_loss=row["train_total"], current_time=elapsed(start))
             self._write_stats(stats)
         if not published:
             self._publish(model, stage, max_epochs, None, None)
         stats.pop("current_time", None)
-        stats["total_time"] = _elapsed(start)
+        stats["total_time"] = elapsed(start)
         stats["total_seconds"] = round(time.time() - start, 3)
         self._write_stats(stats)
-        return copy.deepcopy(_jsonable(stats))
+        return copy.deepcopy(jsonable(stats))

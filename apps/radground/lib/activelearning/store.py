@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from typing import Any, Optional
 
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
@@ -28,11 +29,21 @@ FINAL = DefaultLabelTag.FINAL.value
 def sync_from_disk(datastore: Datastore) -> None:
     """Re-read the local datastore's JSON when another process changed it (no-op for others)."""
     reload = getattr(datastore, "_init_from_datastore_file", None)
-    if callable(reload):
-        try:
-            reload()
-        except Exception as e:  # a half-written file from another process: keep the in-memory copy
-            logger.warning("datastore reload failed: %s", e)
+    path = getattr(datastore, "_datastore_config_path", None)
+    if not callable(reload) or not path:
+        return
+    try:  # parse the JSON again only when the file changed (this runs on every request)
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return
+    if getattr(datastore, "_radground_disk_stamp", None) == stamp:
+        return
+    try:
+        reload()
+        datastore._radground_disk_stamp = stamp
+    except Exception as e:  # a half-written file from another process: keep the in-memory copy
+        logger.warning("datastore reload failed: %s", e)
 
 
 def write_scores(datastore: Datastore, image_id: str, info: dict[str, Any]) -> None:

@@ -3,14 +3,18 @@
 
     .venv/bin/python scripts/benchmark.py                 # default synthetic CT (256x256x~128), 5 runs
     .venv/bin/python scripts/benchmark.py --small         # CI: 128^2 CT, tiny training studies, a few minutes
-    .venv/bin/python scripts/benchmark.py --out bench/    # also writes bench/benchmark.md and .json
+    .venv/bin/python scripts/benchmark.py --out bench/    # also writes bench/benchmark.md, .json and bench/overlays/
 
 Figures:
 * per infer task: median latency of ``--runs`` requests after ``--warmup`` (``app.infer``, the
   request guard included, as ``/infer`` runs it), the first (cold) request, peak resident memory,
   and the ratio to the ``lesion_baseline`` UNet pass timed in the same run;
 * report-parser throughput (reports/s of ``lib.reports.parse_report``);
-* training throughput (optimizer steps/s) of each tiny trainer on a couple of tiny studies.
+* training throughput (optimizer steps/s) of each tiny trainer on a couple of tiny studies;
+* with ``--out``: overlay PNGs of the last timed answer of every lesion/box task (gleve,
+  medgrounder, lesion_baseline, and any task answering in those forms) on the study's synthetic
+  truth, one per true lesion/finding (``scripts/overlays.py``: CT slice, true vs predicted
+  contours and boxes, the sentence as caption), drawn outside the timing.
 
 On a GPU machine add ``--variant paper`` for the paper-size networks (a task without paper weights
 answers 503 and shows as FAILED in its row).
@@ -40,8 +44,13 @@ if APP_DIR not in sys.path:
     sys.path.insert(0, APP_DIR)
 
 BASELINE = "lesion_baseline"
-#: Tasks that ground chest CT (the others read the abdominal study).
+#: Tasks that ground chest CT, and a chest radiograph (the others read the abdominal study).
 CHEST_TASKS = {"medgrounder", "reg2rg"}
+RADIOGRAPH_TASKS = {"medgrounder_cxr"}
+#: What a task's request needs besides the image (its report comes from the datastore).
+REQUEST_EXTRAS = {"medvolr1": {"query": "the organ that stores bile"}}
+#: Tasks that run other tasks: the app also loads these for them (timed together, in one row).
+COMPANIONS = {"ground_all": "gleve,segdetexplain"}
 
 
 def _threads(n: int) -> None:
@@ -69,7 +78,8 @@ def _gpu_peak_mb():
 def _app(studies: str, task: str, model_dir: str, train: bool, variant: str = "tiny"):
     from main import RadGroundApp
 
-    conf = {"models": task, "model_dir": model_dir, "variant": variant}
+    models = task if train or task not in COMPANIONS else f"{task},{COMPANIONS[task]}"
+    conf = {"models": models, "model_dir": model_dir, "variant": variant}
     if not train:
         conf["skip_trainers"] = "true"
     return RadGroundApp(APP_DIR, studies, conf)
@@ -82,14 +92,18 @@ def worker_infer(args) -> dict:
     model_dir = tempfile.mkdtemp(prefix="radground_bench_model_")
     try:
         app = _app(args.studies, args.task, model_dir, train=False, variant=args.variant)
-        request = {"model": args.task, "image": args.image, "device": _device()}
+        request = {"model": args.task, "image": args.image, "device": _device(), **REQUEST_EXTRAS.get(args.task, {})}
         if args.task == "anatomy":
             request["no_cache"] = True
 
-        def once() -> float:
+        last: dict = {}
+
+        def once(keep: bool = False) -> float:
             t0 = time.perf_counter()
             res = app.infer(dict(request))
             dt = time.perf_counter() - t0
+            if keep and args.overlays and wants_overlays(args.task, res.get("params") or {}):
+                last.update(write_overlays(args, res))
             for key in ("file", "label"):
                 if isinstance(res.get(key), str) and os.path.isfile(res[key]):
                     os.remove(res[key])
@@ -98,11 +112,40 @@ def worker_infer(args) -> dict:
         first = once()
         for _ in range(args.warmup - 1):
             once()
-        times = [once() for _ in range(args.runs)]
+        times = [once(keep=i == args.runs - 1) for i in range(args.runs)]
         return {"task": args.task, "image": args.image, "first_s": first, "median_s": statistics.median(times),
-                "runs": len(times), "peak_rss_mb": _peak_rss_mb(), "gpu_peak_mb": _gpu_peak_mb()}
+                "runs": len(times), "peak_rss_mb": _peak_rss_mb(), "gpu_peak_mb": _gpu_peak_mb(), **last}
     finally:
         shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def write_overlays(args, res: dict) -> dict:
+    """Overlay PNGs (scripts/overlays.py) of one answer on the study's synthetic truth, written
+    outside the timing; ``{"overlays": [paths]}`` or ``{"overlay_error": why}``."""
+    import nibabel as nib
+    import numpy as np
+
+    from lib.data.studies import image_path, read_truth, truth_lesions_path
+    from overlays import task_overlays
+
+    try:
+        img = nib.load(image_path(args.studies, args.image))
+        label_file = res.get("file") if isinstance(res.get("file"), str) else res.get("label")
+        written = task_overlays(args.overlays, args.task, args.image, np.asarray(img.dataobj), img.header.get_zooms()[:3],
+                                np.asarray(nib.load(label_file).dataobj), res.get("params") or {},
+                                read_truth(args.studies, args.image), np.asarray(nib.load(truth_lesions_path(args.studies, args.image)).dataobj))
+        return {"overlays": [w["path"] for w in written]}
+    except Exception as e:  # the figures are an extra: a drawing failure must not lose the timing
+        return {"overlay_error": f"{type(e).__name__}: {e}"}
+
+
+def wants_overlays(task: str, params: dict) -> bool:
+    """Tasks that answer lesions or boxes for report sentences (by answer form), and the baseline."""
+    from lib.schema.adapters import detect_format
+
+    if task in RADIOGRAPH_TASKS or task in COMPANIONS:  # 2D boxes / other tasks' answers: no CT truth to draw on
+        return False
+    return task == BASELINE or detect_format(params) in ("lesion_grounding", "phrase_grounding")
 
 
 def worker_train(args) -> dict:
@@ -121,6 +164,8 @@ def worker_train(args) -> dict:
     model_dir = tempfile.mkdtemp(prefix="radground_bench_train_")
     try:
         app = _app(args.studies, args.task, model_dir, train=True, variant=args.variant)
+        if args.task not in app._trainers:  # e.g. ground_all: its config has a trainer() that gives none
+            return {"task": args.task, "skipped": "no trainer"}
         t0 = time.perf_counter()
         app.train({"model": args.task, "max_epochs": args.epochs, "val_interval": args.epochs, "val_split": 0.25,
                    "dataset": "Dataset", "dataloader": "DataLoader", "train_batch_size": 1, "val_batch_size": 1,
@@ -202,14 +247,23 @@ def markdown(infer_rows: list[dict], parser_rps: float, train_rows: list[dict], 
         ratio = r["median_s"] / base["median_s"] if base else None
         lines.append(f"| {r['task']} | {r['image']} | {r['median_s']:.3f} | {r['first_s']:.3f} | {_fmt(ratio)} | "
                      f"{r['peak_rss_mb']:.0f} | {_fmt(r['gpu_peak_mb'], '.0f')} |")
+    drawn = [f"{r['task']} {len(r['overlays'])}" for r in infer_rows if r.get("overlays") is not None]
+    drawn += [f"{r['task']} FAILED: {r['overlay_error']}" for r in infer_rows if r.get("overlay_error")]
+    if drawn:
+        lines += ["", "Overlay PNGs (overlays/<task>/<study>_<truth id>.png): " + ", ".join(drawn)]
     lines += ["", f"Report parser: {parser_rps:.1f} reports/s", "",
               "| trainer | steps | steps/s | wall s | peak RSS MB | peak GPU MB |", "| --- | --- | --- | --- | --- | --- |"]
     for r in train_rows:
+        if "skipped" in r:
+            continue
         if "error" in r:
             lines.append(f"| {r['task']} | FAILED: {r['error']} | | | | |")
             continue
         lines.append(f"| {r['task']} | {r['steps']} | {_fmt(r['steps_per_s'], '.3f')} | {r['total_s']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} | {_fmt(r['gpu_peak_mb'], '.0f')} |")
+    skipped = [f"{r['task']} ({r['skipped']})" for r in train_rows if "skipped" in r]
+    if skipped:
+        lines += ["", "Not trained: " + ", ".join(skipped)]
     return "\n".join(lines)
 
 
@@ -227,12 +281,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--variant", default="tiny", help="task variant (tiny | paper: the paper-size networks, for a GPU)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per task subprocess")
-    ap.add_argument("--out", default=None, help="folder for benchmark.md and benchmark.json")
+    ap.add_argument("--out", default=None, help="folder for benchmark.md, benchmark.json and overlays/<task>/*.png")
+    ap.add_argument("--no-overlays", action="store_true", help="with --out: skip the overlay PNGs")
     # worker mode (internal)
     ap.add_argument("--worker", choices=["infer", "train"], help=argparse.SUPPRESS)
     ap.add_argument("--task", help=argparse.SUPPRESS)
     ap.add_argument("--studies", help=argparse.SUPPRESS)
     ap.add_argument("--image", help=argparse.SUPPRESS)
+    ap.add_argument("--overlays", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.worker:
@@ -267,16 +323,22 @@ def main(argv=None) -> int:
         generate_dataset(studies, [seed], preset=preset, body="both")
         print(f"generated the {preset} abdominal + chest study (seed {seed}) in {time.time() - t0:.0f}s", flush=True)
         images = {"abdomen": f"synth_{seed:05d}", "chest": f"chest_{seed:05d}"}
+        if RADIOGRAPH_TASKS & set(infer_tasks):  # the chest CT's synthetic radiograph, in the same datastore
+            from lib.data.synthetic.radiograph import write_radiograph_studies
+
+            (images["radiograph"],) = write_radiograph_studies(studies, studies, [images["chest"]])
 
         infer_rows = []
         for task in infer_tasks:
-            image = images["chest" if task in CHEST_TASKS else "abdomen"]
+            image = images["radiograph" if task in RADIOGRAPH_TASKS else "chest" if task in CHEST_TASKS else "abdomen"]
             extra = ["--task", task, "--studies", studies, "--image", image, "--runs", str(args.runs), "--warmup", str(args.warmup)]
+            if args.out and not args.no_overlays:
+                extra += ["--overlays", os.path.join(os.path.abspath(args.out), "overlays")]
             row = {"task": task, **_run_worker("infer", extra, args.threads, args.timeout, args.variant)}
             print(f"infer {task}: {row}", flush=True)
             infer_rows.append(row)
 
-        reports = [read_report(studies, i) for i in images.values()]
+        reports = [read_report(studies, images[k]) for k in ("abdomen", "chest")]
         train_dir = os.path.join(work, "train")
         if train_tasks:
             generate_dataset(train_dir, split_seeds("train", args.train_seeds), preset="tiny", body="both")
@@ -300,7 +362,7 @@ def main(argv=None) -> int:
             f.write(table + "\n")
         with open(os.path.join(args.out, "benchmark.json"), "w") as f:
             json.dump({"settings": settings, "infer": infer_rows, "parser_reports_per_s": parser_rps, "train": train_rows}, f, indent=1)
-    failed = [r["task"] for r in infer_rows + train_rows if "error" in r]
+    failed = [r["task"] for r in infer_rows + train_rows if "error" in r or "overlay_error" in r]
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -58,6 +58,22 @@ def evaluate(n: int, preset: str, conf: dict | None = None) -> dict[str, dict[st
     return {"abdomen": _mean_table(per_organ), "chest": _mean_table(per_region)}
 
 
+#: issue 10's accuracy table (scripts/accuracy_table.py)
+ACCURACY_TITLE = "Anatomy prior: Dice per abdominal organ and per Reg2RG chest region (no baseline model)"
+ACCURACY_HEADLINE = "Dice %"
+
+
+def accuracy_rows(n_studies: int, small: bool) -> list[dict]:
+    """Dice of the bundled anatomy network on ``n_studies`` held-out abdominal and chest studies
+    (``small``: the 'small' preset, else 'default'); group 'all' is the per-body mean."""
+    table = evaluate(n_studies, "small" if small else "default")
+    rows = []
+    for body, label in (("abdomen", "anatomy (abdominal organs)"), ("chest", "anatomy (chest regions)")):
+        for name, v in table[body].items():
+            rows.append({"model": label, "baseline": False, "group": "all" if name == "mean" else name, "n": n_studies, "Dice %": 100.0 * v})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=6)

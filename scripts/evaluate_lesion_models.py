@@ -21,6 +21,37 @@ sys.path.insert(0, os.path.join(ROOT, "apps", "radground"))
 from lib.metrics.evaluation import markdown_table  # noqa: E402
 from scripts_common import heldout_studies, score_lesion_model  # noqa: E402
 
+#: issue 10's accuracy table (scripts/accuracy_table.py; interface in its docstring)
+ACCURACY_TITLE = "GLeVE (000) Table 1: per organ group, vs the report-blind lesion_baseline"
+ACCURACY_HEADLINE = "Dice %"
+ACCURACY_MODELS = ("gleve", "lesion_baseline")
+
+
+def table_rows(model: str, table: dict, baseline: bool) -> list[dict]:
+    """Accuracy-table rows of one ``summarise`` table: one per organ group, figures in % / mm."""
+    def pct(v):
+        return None if v is None or v != v else 100.0 * float(v)
+
+    return [{"model": model, "baseline": baseline, "group": g, "n": int(r["n_lesions"]), "Dice %": pct(r["Dice"]),
+             "HD95 mm": None if r["HD95_mm"] != r["HD95_mm"] else float(r["HD95_mm"]), "LR %": pct(r["LR"]),
+             "LLS %": pct(r["LLS"]), "FP": int(r["false_positives"])} for g, r in table.items()]
+
+
+def accuracy_rows(n_studies: int, small: bool) -> list[dict]:
+    """GLeVE and lesion_baseline (bundled weights) on ``n_studies`` held-out abdominal studies
+    (``small``: the 'small' preset, else 'default', as the README's figures)."""
+    import shutil
+
+    studies, seeds = heldout_studies(n_studies, "small" if small else "default", prefix="radground_acc_")
+    try:
+        rows = []
+        for model in ACCURACY_MODELS:
+            table, _ = score_lesion_model(model, studies, seeds, {})
+            rows += table_rows(model, table, baseline=model == "lesion_baseline")
+        return rows
+    finally:
+        shutil.rmtree(studies, ignore_errors=True)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -14,6 +14,8 @@ best weights back to it. Repeat it to continue training (each run fits a time bu
     .venv/bin/python scripts/train_reg2rg.py lm --studies 1500 --steps 350
     .venv/bin/python scripts/train_reg2rg.py task --n 160 --minutes 10
     .venv/bin/python scripts/train_reg2rg.py task --n 160 --minutes 10 --features glb
+    # paper sizes on a GPU, LLaMA2-7B from a local folder (no lm stage: the folder brings its tokenizer)
+    .venv/bin/python scripts/train_reg2rg.py task --variant paper --llm /models/Llama-2-7b-hf --preset default --n 2000 --epochs 6 --minutes 0 --lr 5e-5 --accum 16
 """
 from __future__ import annotations
 
@@ -129,7 +131,9 @@ def stage_task(args) -> None:
     from main import RadGroundApp
 
     model_dir = os.path.join(work, "model")
-    conf = {"models": "reg2rg", "model_dir": model_dir, "variant": "tiny", "reg2rg_features": args.features}
+    conf = {"models": "reg2rg", "model_dir": model_dir, "variant": args.variant, "reg2rg_features": args.features}
+    if args.llm:
+        conf["reg2rg_llm"] = args.llm
     app = RadGroundApp(APP_DIR, studies, conf)
     stats = app.train(
         {
@@ -139,13 +143,18 @@ def stage_task(args) -> None:
             "learning_rate": args.lr,
             "val_split": args.val_split,
             "pretrained": True,
+            "normal_region_keep": args.normal_keep,
+            "select_by": args.select_by,
+            "val_max_studies": args.val_max,
+            "val_interval": args.val_interval,
+            "grad_accum_steps": args.accum,
             "device": "cuda" if torch.cuda.is_available() else "cpu",
         }
     )
-    print(f"trained: epochs {stats.get('epoch')} best val loss {stats.get('best_metric')} at epoch {stats.get('best_metric_epoch')} ({stats.get('total_seconds')}s)")
+    print(f"trained: epochs {stats.get('epoch')} best {stats.get('key_metric_name')} {stats.get('best_metric')} at epoch {stats.get('best_metric_epoch')} ({stats.get('total_seconds')}s)")
     for row in stats.get("history", []):
         print("  ", row)
-    name = f"reg2rg{features_suffix(args.features)}.pt"
+    name = f"reg2rg{'' if args.variant == 'tiny' else '_' + args.variant}{features_suffix(args.features)}.pt"
     ckpt = torch.load(os.path.join(model_dir, name), map_location="cpu")
     target = bundled_checkpoint(name)
     torch.save({"model": ckpt["model"], "config": ckpt["config"]}, target + ".tmp")
@@ -168,11 +177,18 @@ def main() -> None:
     task.add_argument("--n", type=int, default=160)
     task.add_argument("--offset", type=int, default=0, help="first training seed")
     task.add_argument("--preset", default="small")
+    task.add_argument("--variant", default="tiny", choices=("tiny", "paper"), help="paper: 004's sizes, for a GPU (with --llm)")
+    task.add_argument("--llm", default=None, help="local LLaMA/Qwen folder (paper variant: LLaMA2-7B); LoRA on top, nothing downloaded")
     task.add_argument("--features", default=FULL, help=f"'{FULL}' (full model) or '{GLB}' (GLB-only ablation)")
     task.add_argument("--epochs", type=int, default=50)
     task.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget")
     task.add_argument("--lr", type=float, default=5e-4)
     task.add_argument("--val-split", type=float, default=0.1)
+    task.add_argument("--normal-keep", type=float, default=1.0, help="region-balanced sampling: share of normal regions per step (full model)")
+    task.add_argument("--select-by", default="val_loss", choices=("val_loss", "finding_f1"), help="checkpoint selection")
+    task.add_argument("--accum", type=int, default=1, help="studies per optimiser step (004: 16)")
+    task.add_argument("--val-interval", type=int, default=1, help="epochs between validations")
+    task.add_argument("--val-max", type=int, default=32, help="validation studies whose reports are generated (finding_f1)")
     task.add_argument("--work", default=None, help="work folder, kept (default: a temp dir, removed)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()

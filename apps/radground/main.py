@@ -26,7 +26,10 @@ from lib.data.atomic_datastore import atomic_local_datastore
 from lib.data.validation import DEFAULT_MAX_VOXELS, inspect_volume
 from lib.errors import RadgroundError, UnknownImageError, UnknownModelError
 from lib.infers.base import model_version
-from lib.serving.reports import DEFAULT_MAX_REPORT_CHARS, datastore_report, validated_report
+from lib.serving.dicom_store import RESULT_KEY as DICOM_RESULT_KEY
+from lib.serving.dicom_store import check_store_request, store_answer, wants_store
+from lib.serving.dicomweb import radground_datastore
+from lib.serving.reports import DEFAULT_MAX_REPORT_CHARS, advertise_report_option, datastore_report, requested_report, validated_report
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.config import TaskConfig
 from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
@@ -107,6 +110,11 @@ class RadGroundApp(MONAILabelApp):
         for name, task_config in self.models.items():
             c = task_config.infer()
             infers.update(c if isinstance(c, dict) else {name: c})
+        for task in infers.values():
+            if getattr(task, REPORT_TASKS_ATTR, False):
+                advertise_report_option(task)  # Slicer's options panel shows a 'report' text field (issue 11)
+            if hasattr(task, "bind_infers"):
+                task.bind_infers(infers)  # ground_all runs the app's other grounding tasks by name
         return infers
 
     def init_trainers(self) -> Dict[str, TrainTask]:
@@ -159,9 +167,10 @@ class RadGroundApp(MONAILabelApp):
     # ------------------------------------------------------------------ datastore (issue 10)
     def init_datastore(self):
         """A local studies folder gets MONAI Label's datastore with atomic label saves
-        (lib/data/atomic_datastore.py); remote datastores are built as MONAI Label builds them."""
+        (lib/data/atomic_datastore.py); remote datastores are built as MONAI Label builds them, and a
+        DICOMweb one writes its SEGs with highdicom (lib/serving/dicomweb.py)."""
         if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
+            return radground_datastore(super().init_datastore())
         return atomic_local_datastore(self.studies)
 
     # ------------------------------------------------------------------ active learning hooks (issue 9)
@@ -206,8 +215,12 @@ class RadGroundApp(MONAILabelApp):
     def infer(self, request, datastore=None):
         """Validate the request, attach the report, run the task; map failures to clear HTTP errors."""
         try:
-            request = self._checked_request(dict(request), datastore or self.datastore())
-            return super().infer(request, datastore)
+            datastore = datastore or self.datastore()
+            request = self._checked_request(dict(request), datastore)
+            result = super().infer(request, datastore)
+            if wants_store(request):  # params.store_dicom: SEG + SR into the PACS (issue 11)
+                result["params"][DICOM_RESULT_KEY] = store_answer(datastore, request["image"], result)
+            return result
         except HTTPException:
             raise
         except RadgroundError as e:
@@ -237,10 +250,11 @@ class RadGroundApp(MONAILabelApp):
             path = datastore.get_image_uri(image)
             if not path:
                 raise UnknownImageError(f"unknown image id {image!r}")
-        inspect_volume(path, max_voxels=self.max_voxels)
+        inspect_volume(path, max_voxels=self.max_voxels, dims=int(getattr(self._infers[model], "image_dims", 3)))  # 2: a radiograph task
 
+        check_store_request(request, datastore, image_is_upload=os.path.isabs(image))
         task = self._infers[model]
-        text = request.get("report")
+        text = requested_report(request, task)
         if text is None and not os.path.isabs(image):
             text = datastore_report(datastore, image)
         if text is not None or getattr(task, REPORT_TASKS_ATTR, False):

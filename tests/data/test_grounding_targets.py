@@ -84,8 +84,8 @@ def test_anatomy_boxes_come_from_the_structure_map(studies):
 def test_bilateral_sentence_gives_two_boxes_in_both_stages(studies):
     sid = f"chest_{BILATERAL_SEED}"
     parsed, organs, inst, truth = _load(studies, sid)
-    weak = [t for t in anatomy_targets(parsed, organs) if "bilateral" in t.text.lower()]
-    fine = [t for t in finding_targets(parsed, truth, inst) if "bilateral" in t.text.lower()]
+    weak = [t for t in anatomy_targets(parsed, organs) if "bilateral pleural" in t.text.lower()]
+    fine = [t for t in finding_targets(parsed, truth, inst) if "bilateral pleural" in t.text.lower()]
     assert weak and fine
     assert all(t.n_boxes == 2 and t.names == ["right pleura", "left pleura"] for t in weak)
     assert all(t.n_boxes == 2 for t in fine)
@@ -129,3 +129,15 @@ def test_phrase_augmentation_follows_the_same_rules(studies):
             assert p.n_boxes == 2
         else:
             assert p.n_boxes == 1
+
+
+def test_multiple_nodules_sentence_links_every_nodule():
+    """Two or more lung nodules are summed up in the impression by one sentence whose stage-2
+    target is every nodule's box (a multi-box case besides bilateral effusions)."""
+    from lib.data.synthetic.study import generate_study
+
+    st = generate_study(20001, "small", body="chest")  # two right-lung nodules
+    nodules = [f["id"] for f in st.truth["findings"] if f["kind"] == "nodule" and f["n_voxels"]]
+    assert len(nodules) >= 2
+    fine = [t for t in finding_targets(parse_report(st.report), st.truth, st.lesions) if t.text.startswith("Multiple")]
+    assert len(fine) == 1 and sorted(fine[0].names) == sorted(f"finding {i}" for i in nodules) and fine[0].n_boxes == len(nodules)

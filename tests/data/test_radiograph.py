@@ -71,3 +71,17 @@ def test_targets_project_to_the_radiograph_and_map_into_the_model_input(study):
     net = MedGrounder(MedGrounderConfig.tiny(spatial_dims=2, in_channels=1, image_size=32, text_encoder={"backend": "hash", "dim": 32}))
     out = net(x[None], [targets[0].text])
     assert out["pred_boxes"].shape[-1] == 4
+
+
+def test_radiograph_of_a_ct_file_finds_the_beam_axis_from_the_affine(study):
+    from lib.data.synthetic.radiograph import beam_axis, radiograph_of_ct
+
+    assert beam_axis(study.affine) == 1  # the engine's arrays are LPS: y is antero-posterior
+    img, aff, axis = radiograph_of_ct(study.image, study.affine)
+    r = radiograph_from_study(study)
+    assert axis == 1 and np.allclose(img, r.image) and np.allclose(aff, r.affine)
+    # the same CT stored with its axes permuted (y first) gives the same radiograph
+    perm = np.transpose(study.image, (1, 0, 2))
+    A = study.affine[:, [1, 0, 2, 3]]
+    img2, aff2, axis2 = radiograph_of_ct(perm, A)
+    assert axis2 == 0 and np.allclose(img2, img)

@@ -83,18 +83,27 @@ def wait_for_training(client, timeout_s: float = 900) -> dict:
     return status
 
 
+def own_server(tmp_path_factory, name: str, env: dict, **conf):
+    """A test module's own server (``scripts/serve.sh`` with ``env``), with a private model_dir; removed afterwards."""
+    base = tmp_path_factory.mktemp(f"{name}_server")
+    yield from start_server(base, env, {"model_dir": base / "model", **conf})
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def client_of(server, tmp_path_factory, name: str):
+    """MONAI Label's own client with its own download folder: the client saves results under the
+    server's file name, and on one machine the server's clean-up of that name would race with the test."""
+    from monailabel.client import MONAILabelClient
+
+    return MONAILabelClient(server.url, tmpdir=str(tmp_path_factory.mktemp(f"{name}_client")))
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("server")
     env = {"MODELS": "lesion_baseline,anatomy,gleve", "PRESET": "default", "N_STUDIES": "6", "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false"}
-    yield from start_server(base, env, {"model_dir": base / "model"})
-    shutil.rmtree(base, ignore_errors=True)
+    yield from own_server(tmp_path_factory, "session", env)
 
 
 @pytest.fixture(scope="session")
 def client(server, tmp_path_factory):
-    from monailabel.client import MONAILabelClient
-
-    # Its own download folder: the client saves results under the server's file name, and on one
-    # machine the server's clean-up of that name would race with the test reading it.
-    return MONAILabelClient(server.url, tmpdir=str(tmp_path_factory.mktemp("client")))
+    return client_of(server, tmp_path_factory, "session")

@@ -1,9 +1,9 @@
-"""Orthanc round trip: a synthetic study as DICOM in a real PACS, radground serving it over DICOMweb,
-and the grounding answer stored back as DICOM SEG + TID 1500 SR, then read back.
+"""Orthanc round trip: a synthetic study as DICOM in a real PACS, radground serving it over DICOMweb
+(the report read from the study's SR in the PACS), the server storing its grounding answer back as
+DICOM SEG + TID 1500 SR (``store_dicom``) and a label saved as Slicer saves it as a SEG, all read back.
 
-The test installs Orthanc + its DICOMweb plugin with apt if they are missing (skipped, with the
-reason, only when apt cannot install them), starts it on 127.0.0.1 with remote access off and the
-DICOM port closed, and stops it at the end. The radground server is started on
+Orthanc comes from :mod:`tests.e2e.pacs_support` (installed with apt when missing, started on
+127.0.0.1 with remote access off and the DICOM port closed, stopped at the end). The radground server is started on
 ``--studies http://127.0.0.1:PORT/dicom-web`` (MONAI Label's DICOMweb datastore) with its cache in
 a temp folder.
 """
@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 
 import highdicom as hd
 import numpy as np
@@ -29,94 +24,18 @@ from lib.data.dicom_export import export_study, report_text_of
 from lib.data.studies import generate_dataset, image_path, read_report
 from lib.schema import GroundingResult
 from lib.writers.dicom_seg import segment_names
-from lib.writers.dicom_sr import read_findings, seg_and_sr
+from lib.writers.dicom_sr import read_findings
+from tests.e2e.pacs_support import Process, dicomweb, free_port, run_orthanc, upload
 
 pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins")
 STUDY = "synth_20002"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _dicomweb_plugin():
-    for d in PLUGIN_DIRS:
-        p = os.path.join(d, "libOrthancDicomWeb.so")
-        if os.path.exists(p):
-            return p
-    return None
-
-
-def ensure_orthanc() -> str:
-    """Path of the Orthanc binary, installing the Debian packages when missing (services not started)."""
-    if shutil.which("Orthanc") and _dicomweb_plugin():
-        return shutil.which("Orthanc")
-    if not shutil.which("apt-get"):
-        pytest.skip("Orthanc is not installed and apt-get is not available to install it")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", RUNLEVEL="1")  # RUNLEVEL=1: maintainer scripts start no service
-    proc = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "orthanc", "orthanc-dicomweb"], env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0 or not shutil.which("Orthanc") or not _dicomweb_plugin():
-        pytest.skip(f"apt-get could not install orthanc + orthanc-dicomweb: {proc.stderr[-500:]}")
-    return shutil.which("Orthanc")
-
-
-class _Process:
-    def __init__(self, cmd, log, env=None, cwd=None):
-        self.log = log
-        with open(log, "w") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
-
-    def wait_http(self, url, timeout=300):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"{url}: process exited with {self.proc.returncode}:\n{open(self.log).read()[-4000:]}")
-            try:
-                if requests.get(url, timeout=5).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
-        self.stop()
-        pytest.fail(f"{url} did not answer in time:\n{open(self.log).read()[-4000:]}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
-    binary = ensure_orthanc()
-    base = tmp_path_factory.mktemp("orthanc")
-    port = _free_port()
-    config = {
-        "Name": "radground-test",
-        "HttpPort": port,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DicomServerEnabled": False,
-        "StorageDirectory": str(base / "db"),
-        "IndexDirectory": str(base / "db"),
-        "Plugins": [_dicomweb_plugin()],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "Ssl": False},
-    }
-    cfg = base / "orthanc.json"
-    cfg.write_text(json.dumps(config))
-    proc = _Process([binary, str(cfg)], str(base / "orthanc.log"))
-    url = f"http://127.0.0.1:{port}"
-    proc.wait_http(f"{url}/system", timeout=60)
-    yield url
-    proc.stop()
+    yield from run_orthanc(tmp_path_factory.mktemp("orthanc"))
 
 
 @pytest.fixture(scope="module")
@@ -127,17 +46,14 @@ def study_in_pacs(orthanc, tmp_path_factory):
     generate_dataset(studies, [20002], preset="small", body="abdomen", report_only_fraction=0.0)
     report = read_report(studies, STUDY)
     dicom = export_study(image_path(studies, STUDY), str(base / "dicom"), STUDY, report)
-    for path in dicom.ct_files + [dicom.report_file]:
-        with open(path, "rb") as f:
-            r = requests.post(f"{orthanc}/instances", data=f.read(), headers={"content-type": "application/dicom"}, timeout=30)
-        assert r.status_code == 200, r.text
+    upload(orthanc, dicom.ct_files + [dicom.report_file])
     return dict(studies=studies, report=report, dicom=dicom)
 
 
 @pytest.fixture(scope="module")
 def server(orthanc, study_in_pacs, tmp_path_factory):
     base = tmp_path_factory.mktemp("dicomweb_server")
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         MONAI_LABEL_DATASTORE_AUTO_RELOAD="false",
@@ -150,21 +66,15 @@ def server(orthanc, study_in_pacs, tmp_path_factory):
     cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", os.path.join(ROOT, "apps", "radground"),
            "--studies", f"{orthanc}/dicom-web", "--host", "127.0.0.1", "--port", str(port),
            "--conf", "models", "anatomy,gleve", "--conf", "model_dir", str(base / "model"), "--conf", "skip_trainers", "true"]
-    proc = _Process(cmd, str(base / "server.log"), env=env, cwd=ROOT)
+    proc = Process(cmd, str(base / "server.log"), env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     proc.wait_http(f"{url}/info/", timeout=300)
     yield url
     proc.stop()
 
 
-def _dicomweb(orthanc):
-    from dicomweb_client.api import DICOMwebClient
-
-    return DICOMwebClient(url=f"{orthanc}/dicom-web")
-
-
 def test_report_round_trips_through_the_pacs(orthanc, study_in_pacs):
-    web = _dicomweb(orthanc)
+    web = dicomweb(orthanc)
     srs = web.search_for_series(study_in_pacs["dicom"].study_uid, search_filters={"Modality": "SR"})
     (meta,) = srs
     series_uid = pydicom.Dataset.from_json(meta).SeriesInstanceUID
@@ -172,46 +82,66 @@ def test_report_round_trips_through_the_pacs(orthanc, study_in_pacs):
     assert report_text_of(sr) == study_in_pacs["report"]
 
 
-def test_ground_over_dicomweb_and_store_seg_and_sr_back(orthanc, study_in_pacs, server, tmp_path):
+def _series(web, study_uid, modality):
+    return [pydicom.Dataset.from_json(m).SeriesInstanceUID for m in web.search_for_series(study_uid, search_filters={"Modality": modality})]
+
+
+def test_report_from_the_pacs_and_the_server_stores_seg_and_sr(orthanc, study_in_pacs, server, tmp_path):
+    """No report in the request: the server reads the study's report SR from the PACS, grounds it,
+    and (``store_dicom``) stores the SEG + TID 1500 SR back itself; both are read back here."""
     from monailabel.client import MONAILabelClient
 
-    dicom = study_in_pacs["dicom"]
+    dicom, report = study_in_pacs["dicom"], study_in_pacs["report"]
     client = MONAILabelClient(server, tmpdir=str(tmp_path))
     # the DICOMweb datastore lists the PACS's CT series (not the report SR), and hands it out as Slicer's "next sample"
     assert requests.get(f"{server}/datastore/?output=stats", timeout=60).json()["total"] == 1
     assert client.next_sample("first", {})["id"] == dicom.ct_series_uid
 
-    web = _dicomweb(orthanc)
-    (sr_meta,) = web.search_for_series(dicom.study_uid, search_filters={"Modality": "SR"})
-    (report_sr,) = web.retrieve_series(dicom.study_uid, pydicom.Dataset.from_json(sr_meta).SeriesInstanceUID)
-    report = report_text_of(report_sr)  # the report as the PACS holds it
-    label_file, params = client.infer("gleve", dicom.ct_series_uid, {"report": report})
+    web = dicomweb(orthanc)
+    (report_series,) = _series(web, dicom.study_uid, "SR")
+    label_file, params = client.infer("gleve", dicom.ct_series_uid, {"store_dicom": True})
     grounding = GroundingResult.model_validate(params["grounding"])
     grounded = [f for f in grounding.findings if f.grounded]
     assert grounded, params["lesions"]
+    assert all(report[slice(*f.sentence.span)] == f.sentence.text for f in grounding.findings)  # the PACS's report, verbatim
+    stored = params["dicom"]
+    assert stored["stored"] is True and stored["study_uid"] == dicom.study_uid
 
-    ct = web.retrieve_series(dicom.study_uid, dicom.ct_series_uid)
-    ct_file = image_path(study_in_pacs["studies"], STUDY)  # the volume the series was made from (same grid)
-    assert sitk.ReadImage(label_file).GetSize() == sitk.ReadImage(ct_file).GetSize()
-    seg, sr = seg_and_sr(grounding, label_file, ct_file, ct)
-    web.store_instances([seg.dataset, sr])
-
-    # read back from the PACS
-    seg_series = web.search_for_series(dicom.study_uid, search_filters={"Modality": "SEG"})
-    sr_series = [s for s in web.search_for_series(dicom.study_uid, search_filters={"Modality": "SR"}) if s != sr_meta]
-    assert len(seg_series) == 1 and len(sr_series) == 1
-    (seg_back,) = web.retrieve_series(dicom.study_uid, pydicom.Dataset.from_json(seg_series[0]).SeriesInstanceUID)
-    (sr_back,) = web.retrieve_series(dicom.study_uid, pydicom.Dataset.from_json(sr_series[0]).SeriesInstanceUID)
-
+    # read back from the PACS: one SEG, and one SR beside the report
+    (seg_uid,) = _series(web, dicom.study_uid, "SEG")
+    (sr_uid,) = [u for u in _series(web, dicom.study_uid, "SR") if u != report_series]
+    assert (seg_uid, sr_uid) == (stored["seg"]["series_uid"], stored["sr"]["series_uid"])
+    (seg_back,) = web.retrieve_series(dicom.study_uid, seg_uid)
+    (sr_back,) = web.retrieve_series(dicom.study_uid, sr_uid)
     names = segment_names(seg_back)
-    assert set(names.values()) == {f.label_name for f in grounded if f.label in seg.segment_numbers}
+    assert set(names.values()) == {f.label_name for f in grounded} == set(stored["seg"]["segments"].values())
+    assert seg_back.ContentLabel == "GROUNDING" and seg_back.ReferencedSeriesSequence[0].SeriesInstanceUID == dicom.ct_series_uid
     seg_hd = hd.seg.Segmentation.from_dataset(seg_back)
     assert seg_hd.get_segment_numbers() == sorted(names)
     label = np.transpose(sitk.GetArrayFromImage(sitk.ReadImage(label_file)), (2, 1, 0))
+    ct_file = image_path(study_in_pacs["studies"], STUDY)  # the volume the series was made from (same grid)
+    assert label.shape == sitk.ReadImage(ct_file).GetSize()
     rows = read_findings(sr_back)
-    assert len(rows) == len([f for f in grounded if f.label in seg.segment_numbers])
-    for f, row in zip([f for f in grounded if f.label in seg.segment_numbers], rows):
-        assert row["sentence"] == f.sentence.text and report[slice(*f.sentence.span)] == f.sentence.text
+    assert [r["sentence"] for r in rows] == [f.sentence.text for f in grounded]
+    voxel_ml = abs(np.linalg.det(np.asarray(grounding.image.affine)[:3, :3])) / 1000
+    for f, row in zip(grounded, rows):
         assert names[row["segment_number"]] == f.label_name and row["seg_sop_instance_uid"] == seg_back.SOPInstanceUID
-        voxel_ml = abs(np.linalg.det(np.asarray(grounding.image.affine)[:3, :3])) / 1000
         assert row["measurements"]["Volume"][0] == pytest.approx((label == f.label).sum() * voxel_ml, abs=1e-3)
+
+    # a model's answer in the PACS is not a finished label; a label saved as Slicer saves it is
+    assert requests.get(f"{server}/datastore/?output=stats", timeout=60).json()["completed"] == 0
+    label_info = [{"name": n, "idx": v} for n, v in params["label_names"].items()]
+    client.save_label(dicom.ct_series_uid, label_file, "final", {"label_info": label_info, "model": "gleve"})
+    finals = [u for u in _series(web, dicom.study_uid, "SEG") if u != seg_uid]
+    assert len(finals) == 1
+    (final,) = web.retrieve_series(dicom.study_uid, finals[0])
+    assert final.ContentLabel == "FINAL" and set(segment_names(final).values()) == set(params["label_names"])
+    assert requests.get(f"{server}/datastore/?output=stats", timeout=60).json()["completed"] == 1
+
+
+def test_store_dicom_of_an_upload_is_refused(server, study_in_pacs):
+    """An uploaded file has no series in the PACS to reference: 422 before any model runs."""
+    with open(image_path(study_in_pacs["studies"], STUDY), "rb") as f:
+        r = requests.post(f"{server}/infer/gleve", params={"output": "json"}, files={"file": ("ct.nii.gz", f.read())},
+                          data={"params": json.dumps({"store_dicom": True, "report": study_in_pacs["report"]})}, timeout=120)
+    assert r.status_code == 422 and "store_dicom" in r.json()["detail"]

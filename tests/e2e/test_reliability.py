@@ -11,6 +11,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -354,6 +356,146 @@ def test_label_save_interrupted_midway_leaves_the_previous_label(client, server)
     finally:  # other tests read the served labels
         assert put(original).status_code == 200
     assert _datastore_fingerprint(server) == before
+
+
+# ------------------------------------------------------------------------------------- server killed mid-save
+def _tcp_queues(local_port: int, remote_port: int):
+    """(tx_queue, rx_queue) of the loopback TCP socket local_port -> remote_port (``/proc/net/tcp``):
+    bytes sent but not yet taken by the peer's kernel, and bytes received but not yet read by the process."""
+    with open("/proc/net/tcp") as f:
+        for line in list(f)[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == local_port and int(fields[2].split(":")[1], 16) == remote_port:
+                tx, rx = fields[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+def _read_by_server(sock: socket.socket) -> bool:
+    """Every byte written to ``sock`` so far has been read by the server process: nothing is left
+    in the client's send queue nor in the server socket's receive queue."""
+    client_port, server_port = sock.getsockname()[1], sock.getpeername()[1]
+    client, server = _tcp_queues(client_port, server_port), _tcp_queues(server_port, client_port)
+    return client is not None and server is not None and client[0] == 0 and server[1] == 0
+
+
+def _datastore_objects(url: str) -> dict:
+    return requests.get(f"{url}/datastore/", params={"output": "all"}, timeout=60).json()["objects"]
+
+
+def _label_put(url: str, image: str, payload: bytes):
+    return requests.put(f"{url}/datastore/label", params={"image": image, "tag": "final"},
+                        files={"label": ("label.nii.gz", payload, "application/octet-stream")}, data={"params": "{}"}, timeout=120)
+
+
+class _KillableServers:
+    """Servers started (scripts/serve.sh) one after another on the same studies folder; each is
+    either SIGKILLed by the test or stopped at the end."""
+
+    def __init__(self, base, env: dict, conf: dict):
+        self.base, self.env, self.conf, self.live = base, env, conf, None
+
+    def start(self):
+        from .conftest import start_server
+
+        self.live = start_server(self.base, self.env, self.conf)
+        return next(self.live)
+
+    def kill(self, srv) -> None:
+        os.killpg(srv.proc.pid, signal.SIGKILL)  # the whole serve.sh process group, no clean-up handlers
+        srv.proc.wait(timeout=60)
+        self.live.close()  # its SIGTERM teardown has nothing left to stop
+        self.live = None
+
+    def stop(self) -> None:
+        if self.live is not None:
+            next(self.live, None)
+
+
+def test_server_killed_while_saving_a_label_keeps_the_previous_label(tmp_path_factory):
+    """The server process is SIGKILLed during ``PUT /datastore/label``, once while the upload is
+    arriving (after its first megabytes were read) and once while the label is being written into
+    the datastore (its staged ``.partial`` file exists), and restarted on the same studies. Each
+    time the previous label is served intact and readable, its datastore record is unchanged, no
+    temporary file is listed or left as a label, and a complete save works afterwards."""
+    base = tmp_path_factory.mktemp("killed")
+    (base / "tmp").mkdir()
+    env = {"MODELS": "lesion_baseline", "PRESET": "tiny", "N_STUDIES": "1", "BODY": "abdomen",
+           "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "TMPDIR": str(base / "tmp")}  # the server's upload spools stay in the test's folder
+    servers = _KillableServers(base, env, {"model_dir": base / "model", "skip_trainers": "true"})
+    srv = servers.start()
+    try:
+        image = sorted(_datastore_objects(srv.url))[0]
+        final_dir = os.path.join(srv.studies, "labels", "final")
+        ct = nib.load(os.path.join(srv.studies, f"{image}.nii.gz"))
+        previous = np.zeros(ct.shape, np.uint8)
+        previous[5:9, 5:9, 2:4] = 1
+        previous_bytes = gzip.compress(nib.Nifti1Image(previous, ct.affine).to_bytes())
+        assert _label_put(srv.url, image, previous_bytes).status_code == 200
+        record = _datastore_objects(srv.url)[image]["labels"]["final"]
+        ids, listing = sorted(_datastore_objects(srv.url)), sorted(os.listdir(final_dir))
+
+        def previous_label_is_served(srv) -> None:
+            r = requests.get(f"{srv.url}/datastore/label", params={"label": image, "tag": "final"}, timeout=60)
+            assert r.status_code == 200, r.text[:300]
+            assert hashlib.sha1(r.content).digest() == hashlib.sha1(previous_bytes).digest()
+            assert np.array_equal(np.asarray(nib.Nifti1Image.from_bytes(gzip.decompress(r.content)).dataobj), previous)
+            objects = _datastore_objects(srv.url)
+            assert sorted(objects) == ids  # no temp file listed as an image
+            assert objects[image]["labels"]["final"] == record
+            assert sorted(os.listdir(final_dir)) == listing  # no temp file left as a label
+            with open(os.path.join(srv.studies, "datastore_v2.json")) as f:
+                json.load(f)  # the index is whole
+
+        boundary = "radgroundkill"
+        u = urlparse(srv.url)
+
+        def open_put(srv, body: bytes) -> socket.socket:
+            s = socket.create_connection((u.hostname, urlparse(srv.url).port), timeout=60)
+            s.sendall((f"PUT /datastore/label?image={image}&tag=final HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode())
+            return s
+
+        # 1. killed while the upload arrives: 8 of 64 MB sent, and read by the server process
+        body = _multipart_label(os.urandom(64 << 20), boundary)
+        s = open_put(srv, body)
+        s.sendall(body[: 8 << 20])
+        deadline = time.time() + 60
+        while not _read_by_server(s):
+            assert time.time() < deadline, "the server did not read the upload's first 8 MB"
+            time.sleep(0.05)
+        servers.kill(srv)
+        s.close()
+        srv = servers.start()
+        previous_label_is_served(srv)
+
+        # 2. killed while the label is written into the datastore (staged .partial file present)
+        body = _multipart_label(os.urandom(128 << 20), boundary)
+        label_file = os.path.join(final_dir, f"{image}.nii.gz")
+        stamp = os.stat(label_file).st_mtime_ns
+        s, pool = open_put(srv, body), ThreadPoolExecutor(1)
+        pool.submit(s.sendall, body)
+        partial, deadline = [], time.time() + 120
+        while not partial and time.time() < deadline and os.stat(label_file).st_mtime_ns == stamp:
+            partial = [n for n in os.listdir(final_dir) if n.endswith(".partial")]
+            time.sleep(0.001)
+        assert partial, "the label save was not caught while its file was staged (it finished first, or never started)"
+        servers.kill(srv)
+        s.close()
+        pool.shutdown(wait=True)
+        assert os.path.exists(os.path.join(final_dir, partial[0]))  # the killed save left its staged file...
+        srv = servers.start()
+        previous_label_is_served(srv)  # ...which the restarted datastore removed; the previous label is untouched
+
+        # the restarted server saves labels as usual
+        new = previous.copy()
+        new[10:12, 10:12, 1] = 1
+        assert _label_put(srv.url, image, gzip.compress(nib.Nifti1Image(new, ct.affine).to_bytes())).status_code == 200
+        assert np.array_equal(np.asarray(nib.load(label_file).dataobj), new)
+        assert sorted(os.listdir(final_dir)) == listing
+    finally:
+        servers.stop()
+        shutil.rmtree(base, ignore_errors=True)  # the killed uploads' spools: ~200 MB
 
 
 # ------------------------------------------------------------------------------------- training

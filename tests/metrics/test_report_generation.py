@@ -12,6 +12,7 @@ from lib.metrics.report_generation import (
     java_available,
     nlg_scores,
     region_finding_labels,
+    region_finding_scores,
     region_recognition,
 )
 
@@ -92,3 +93,19 @@ def test_region_recognition_counts_as_table_3():
     assert (r["heart"]["tp"], r["heart"]["fp"], r["heart"]["fn"]) == (1, 0, 1)
     assert r["pleura"]["precision"] == pytest.approx(0.5) and r["heart"]["recall"] == pytest.approx(0.5)
     assert r["bone"]["f1"] == 0.0
+
+
+def test_region_finding_scores_count_each_region_on_its_own_labels():
+    refs = [{"lung": {"lung nodule"}, "pleura": {"pleural effusion"}}, {"heart": {"cardiomegaly"}}]
+    preds = [
+        # lung: the nodule (tp) and a mass (fp); the pleura section is normal (fn); an effusion written in the lung section counts for nothing
+        {"lung": "Solid nodule in the right upper lobe measuring 6 x 5 mm. There is a spiculated mass in the left lower lobe. Small right pleural effusion.", "pleura": "No pleural effusion."},
+        {"heart": "The heart is enlarged.", "thyroid": "No thyroid nodule."},
+    ]
+    r = region_finding_scores(refs, preds, ["lung", "pleura", "heart", "thyroid"])
+    assert (r["lung"]["tp"], r["lung"]["fp"], r["lung"]["fn"]) == (1, 1, 0)
+    assert (r["pleura"]["tp"], r["pleura"]["fp"], r["pleura"]["fn"]) == (0, 0, 1)
+    assert (r["heart"]["tp"], r["heart"]["fp"], r["heart"]["fn"]) == (1, 0, 0)
+    assert r["thyroid"]["tp"] + r["thyroid"]["fp"] + r["thyroid"]["fn"] == 0
+    assert (r["all"]["tp"], r["all"]["fp"], r["all"]["fn"]) == (2, 1, 1)
+    assert r["all"]["precision"] == pytest.approx(2 / 3) and r["all"]["recall"] == pytest.approx(2 / 3)

@@ -17,7 +17,8 @@ the multipart reply) and checked for what the module then does with them:
   and ``/datastore/label?label=..&tag=final`` to read it back;
 * ``/train/``: start and stop, with the module's status polling.
 
-The report text goes in ``params["report"]``, as an options-panel entry would send it.
+The report text goes in ``params["report"]``, as the options panel's ``report`` entry (advertised in
+``/info``) sends it; left empty, the study's stored report is used.
 """
 from __future__ import annotations
 
@@ -209,6 +210,8 @@ def test_info_and_datastore_parse_as_the_module_expects(server):
         m = info["models"][name]
         assert m.get("type", "segmentation") == "segmentation" and isinstance(m.get("config", {}), dict)
     assert "gleve" in info.get("trainers", {})
+    # the report text field of the options panel: a string entry on the grounding task, none on the segmenter
+    assert info["models"]["gleve"]["config"]["report"] == "" and "report" not in info["models"]["lesion_baseline"]["config"]
     objects = client.datastore()["objects"]
     assert {IMAGE, "synth_20003"} <= set(objects)
 
@@ -229,6 +232,18 @@ def test_infer_gleve_with_the_report_in_params(server):
     assert g.model.name == "gleve" and g.label_names() == params["label_names"]
     assert all(report[slice(*f.sentence.span)] == f.sentence.text for f in g.findings)
     assert [f.sentence.text for f in g.findings] == [e["sentence"] for e in params["lesions"]]
+
+
+def test_an_empty_report_field_grounds_the_studys_stored_report(server):
+    """The options panel as shown, nothing typed: ``report: ""`` goes out, and the stored report is used."""
+    client, studies = server
+    info = client.info()
+    panel = _options_panel(info, "gleve")
+    assert panel["report"] == ""
+    status, result_file, params = client.infer("gleve", IMAGE, panel)
+    assert status == 200 and result_file, params
+    report = read_report(studies, IMAGE)
+    assert params["lesions"] and all(report[slice(*e["span"])] == e["sentence"] for e in params["lesions"])
 
 
 def test_infer_without_report_and_a_bad_report_are_clear_answers(server):

@@ -105,3 +105,28 @@ def test_threshold_is_chosen_by_centre_hit_f1():
     t, res = choose_threshold(preds, (16, 16, 16))
     assert 0.5 < t <= 0.9
     assert res["overall"]["CH-F1"] == 1.0 and res["zero"]["N-Acc"] == 1.0
+
+
+def test_stage2_caps_zero_box_sentences_in_training_and_validation(datastore, tmp_path):
+    """Stage 2 sees at most 40 % zero-box sentences (PadChest-GR's share), in its steps and in the
+    validation it selects checkpoints on; stage 1 keeps the report's own mix."""
+    import random
+
+    from lib.trainers.medgrounder import ZERO_BOX_FRACTION
+
+    assert ZERO_BOX_FRACTION == {1: 1.0, 2: 0.4}
+    tr = _trainer(tmp_path)
+    studies, _ = tr.load_studies(_ds(datastore), 2, {**tr.config(), **CPU})
+    s = next(s for s in studies if any(len(t) for t in s.targets))
+    n_pos = sum(bool(len(t)) for t in s.targets)
+    n_zero = len(s.targets) - n_pos
+    assert n_zero > n_pos  # reports are mostly zero-box
+    rng = random.Random(0)
+    capped = tr.sample_sentences(s, 64, rng, 0, 0.4)
+    zero = [i for i in capped if not len(s.targets[i])]
+    assert len(capped) - len(zero) == n_pos and len(zero) == int(np.ceil(round(n_pos * 0.4 / 0.6, 6)))
+    assert len(tr.sample_sentences(s, 64, rng, 0, 1.0)) == len(s.targets)  # stage 1: everything up to the cap
+    preds = [(np.zeros((1, 6)), np.zeros(1), np.zeros((1 if i < 3 else 0, 6))) for i in range(20)]
+    kept = tr.capped_zero_box(preds, 0.4)
+    assert sum(len(p[2]) > 0 for p in kept) == 3 and sum(len(p[2]) == 0 for p in kept) == 2
+    assert len(tr.capped_zero_box(preds, 1.0)) == 20

@@ -120,6 +120,59 @@ def test_one_prompt_per_region_loss_matches_the_single_prompts(studies, tmp_path
         for j, name in enumerate(s.inputs.names):
             ids, labels = encode_example(net.tokenizer, build_prompt(1), build_target([name], s.reports))
             n = int((labels[1:] != -100).sum())
-            total += float(net(ids, labels, s.inputs.global_volume, s.inputs.crops[j : j + 1], s.inputs.masks[j : j + 1])) * n
+            total += float(net(ids, labels, s.inputs.global_volume.float(), s.inputs.crops[j : j + 1].float(), s.inputs.masks[j : j + 1].float())) * n
             count += n
     assert float(batched) == pytest.approx(total / count, rel=1e-4)
+
+
+def test_keep_probability_balances_normal_and_abnormal_reports_per_region():
+    from lib.trainers.reg2rg import keep_probability
+
+    for rate in (0.05, 0.3, 0.5, 0.73, 0.95):
+        p_abn, p_norm = keep_probability(rate, True, 0.25), keep_probability(rate, False, 0.0)
+        assert rate * p_abn == pytest.approx((1 - rate) * p_norm)  # as many abnormal as normal reports trained on
+        assert max(p_abn, p_norm) == 1.0  # the rarer kind is always kept
+    assert keep_probability(0.0, False, 0.25) == 0.25 and keep_probability(0.05, False, 0.25) == 0.25  # the floor
+
+
+def test_balanced_sampling_keeps_the_rare_kind_and_thins_the_common_one(studies, tmp_path):
+    from lib.metrics.report_generation import finding_labels
+    from lib.trainers.reg2rg import abnormal_rates, balanced_regions
+
+    trainer = _trainer(tmp_path)
+    entries, _ = trainer.datalist(LocalDatastore(studies, extensions=("*.nii.gz",), auto_reload=False))
+    study = trainer.load_study(entries[0])
+    abnormal = [r for r in study.inputs.names if finding_labels(study.reports[r], r)]
+    assert abnormal and study.abnormal == abnormal and len(abnormal) < len(study.inputs.names)
+    rates = abnormal_rates([study])
+    assert all(rates[r] == (1.0 if r in abnormal else 0.0) for r in study.inputs.names)
+    rates = {r: (0.9 if r == abnormal[0] else 0.2) for r in study.inputs.names}  # abnormal[0]: usually abnormal
+    rng = np.random.default_rng(0)
+    counts = {r: 0 for r in study.inputs.names}
+    for _ in range(400):
+        sub = balanced_regions(study, rng, 0.1, rates)
+        assert sub.inputs.names == [r for r in study.inputs.names if r in sub.inputs.names]  # canonical order, features follow
+        for i, name in enumerate(sub.inputs.names):
+            assert torch.equal(sub.inputs.crops[i], study.inputs.crops[study.inputs.names.index(name)])
+            assert sub.reports[name] == study.reports[name]
+            counts[name] += 1
+    assert 400 * 0.11 * 0.6 < counts[abnormal[0]] < 400 * 0.11 * 1.5  # common kind thinned to (1 - 0.9) / 0.9
+    assert all(counts[r] == 400 for r in abnormal[1:])  # rare kind: always
+    normal = [r for r in study.inputs.names if r not in abnormal]
+    assert all(400 * 0.25 * 0.6 < counts[r] < 400 * 0.25 * 1.5 for r in normal)  # 0.2 / 0.8
+    assert balanced_regions(study, rng, 1.0, rates) is study
+
+
+def test_selection_by_finding_f1_generates_validation_reports(studies, tmp_path):
+    net = _net(joint_regions=False)
+    trainer = _trainer(tmp_path, net)
+    ds = LocalDatastore(studies, extensions=("*.nii.gz",), auto_reload=False)
+    stats = trainer({"max_epochs": 1, "val_split": 0.34, "device": "cpu", "select_by": "finding_f1", "normal_region_keep": 0.3, "max_new_tokens": 4}, ds)
+    row = stats["history"][0]
+    assert stats["key_metric_name"] == "finding_f1" and stats["normal_region_keep"] == 0.3
+    assert set(row["val_finding"]) == {"precision", "recall", "f1"} and stats["best_metric"] == row["val_finding"]["f1"]
+    assert os.path.exists(str(tmp_path / "reg2rg.pt"))
+    with pytest.raises(ValueError, match="select_by"):
+        trainer({"max_epochs": 1, "device": "cpu", "select_by": "bleu"}, ds)
+    with pytest.raises(ValueError, match="normal_region_keep"):
+        trainer({"max_epochs": 1, "device": "cpu", "normal_region_keep": 0}, ds)

@@ -99,3 +99,12 @@ def test_nothing_to_store_or_an_unnamed_label_is_an_error(study, tmp_path):
     unnamed = study["grounding"].model_copy(update={"segments": study["grounding"].segments[:1], "findings": []})
     with pytest.raises(ValueError, match="no segment name"):
         write_seg(unnamed, study["label_file"], study["ct"])
+
+
+def test_each_segment_has_its_own_display_colour_and_the_content_label_says_who_made_it(study):
+    """Viewers fall back to one default colour without RecommendedDisplayCIELabValue (OHIF warns)."""
+    ds = _roundtrip(write_seg(study["grounding"], study["label_file"], study["ct"]).dataset)
+    colours = [tuple(s.RecommendedDisplayCIELabValue) for s in ds.SegmentSequence]
+    assert len(colours) == len(set(colours)) == len(ds.SegmentSequence) and all(0 <= v <= 65535 for c in colours for v in c)
+    assert ds.ContentLabel == "GROUNDING"
+    assert _roundtrip(write_seg(study["grounding"], study["label_file"], study["ct"], content_label="FINAL").dataset).ContentLabel == "FINAL"

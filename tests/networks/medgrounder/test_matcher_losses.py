@@ -61,6 +61,28 @@ def test_loss_values_and_weights():
     assert float(shifted["giou"]) == pytest.approx(1 - 1 / 3, rel=1e-4)  # 3D GIoU: overlap 0.1 of 0.2 along x
 
 
+def test_unmatched_queries_are_down_weighted_as_detr_no_object():
+    """Groundability BCE: matched queries weigh 1, unmatched ones ``loss_noobject_weight`` (DETR's
+    eos_coef 0.1), normalised by the weights: one positive among many negatives still counts."""
+    cfg = MedGrounderConfig.tiny()
+    assert cfg.loss_noobject_weight == 0.1
+    boxes = torch.tensor([[[0.5, 0.5, 0.5, 0.2, 0.2, 0.2]] + [[0.1, 0.1, 0.1, 0.1, 0.1, 0.1]] * 7])
+    logits = torch.tensor([[-1.0] + [-3.0] * 7])
+    out = {"pred_logits": logits, "pred_boxes": boxes}
+    target = [torch.tensor([[0.5, 0.5, 0.5, 0.2, 0.2, 0.2]])]
+    pos, neg = -np.log(1 / (1 + np.exp(1.0))), -np.log(1 - 1 / (1 + np.exp(3.0)))
+    for w in (0.1, 1.0):
+        got = float(GroundingLoss(MedGrounderConfig.tiny(loss_noobject_weight=w))(out, target)["groundability"])
+        assert got == pytest.approx((pos + 7 * w * neg) / (1 + 7 * w), rel=1e-5)
+    # so a matched query's gradient is larger, relative to the negatives', with the weight
+    grads = []
+    for w in (0.1, 1.0):
+        lg = logits.clone().requires_grad_(True)
+        GroundingLoss(MedGrounderConfig.tiny(loss_noobject_weight=w, aux_loss=False)).single({"pred_logits": lg, "pred_boxes": boxes}, target)["total"].backward()
+        grads.append(abs(float(lg.grad[0, 0])) / abs(float(lg.grad[0, 1])))
+    assert grads[0] > 5 * grads[1]
+
+
 def test_loss_is_differentiable_and_aux_layers_add():
     cfg = MedGrounderConfig.tiny()
     loss = GroundingLoss(cfg)

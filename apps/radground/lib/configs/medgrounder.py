@@ -30,28 +30,38 @@ def text_encoder_settings(conf: dict[str, str]) -> dict[str, Any]:
     return {"backend": "hf", "path": path} if path else {"backend": "minilm"}
 
 
-def build_config(settings: dict[str, Any], conf: dict[str, str]) -> MedGrounderConfig:
+def build_config(settings: dict[str, Any], conf: dict[str, str], spatial_dims: int = 3, in_channels: int = 2) -> MedGrounderConfig:
     make = MedGrounderConfig.tiny if settings["config"] == "tiny" else MedGrounderConfig.paper
-    return make(spatial_dims=3, in_channels=2, image_size=settings["image_size"], text_encoder=text_encoder_settings(conf))
+    return make(spatial_dims=spatial_dims, in_channels=in_channels, image_size=settings["image_size"], text_encoder=text_encoder_settings(conf))
 
 
 class Medgrounder(TaskConfig):
+    """CT (3D, CT + anatomy channels); :class:`lib.configs.medgrounder_cxr.MedgrounderCxr` overrides
+    the class attributes below for the 2D radiograph twin."""
+
+    variants: dict[str, dict[str, Any]] = VARIANTS
+    spatial_dims, in_channels = 3, 2
+    infer_class = MedGrounderInfer
+
     def init(self, name: str, model_dir: str, conf: dict[str, str], planner: Any, **kwargs):
         super().init(name, model_dir, conf, planner, **kwargs)
         conf = conf or {}
-        self.variant, self.settings = select_variant(name, VARIANTS, conf)
-        self.mg_config = build_config(self.settings, conf)
+        self.variant, self.settings = select_variant(name, self.variants, conf)
+        self.mg_config = build_config(self.settings, conf, self.spatial_dims, self.in_channels)
         self.network = MedGrounder(self.mg_config)
         suffix = "" if self.variant == "tiny" else f"_{self.variant}"
         self.path = [bundled_checkpoint(f"{name}{suffix}.pt"), os.path.join(model_dir, f"{name}{suffix}.pt")]
 
     def infer(self):
-        return {self.name: MedGrounderInfer(path=self.path, network=self.network, image_size=self.settings["image_size"], iso_mm=self.settings["iso_mm"])}
+        return {self.name: self.infer_class(path=self.path, network=self.network, image_size=self.settings["image_size"], iso_mm=self.settings["iso_mm"])}
 
-    def trainer(self):
+    def train_class(self):
         from lib.trainers.medgrounder import MedGrounderTrain
 
-        return MedGrounderTrain(
+        return MedGrounderTrain
+
+    def trainer(self):
+        return self.train_class()(
             model_dir=os.path.join(self.model_dir, self.name),
             network=self.network,
             image_size=self.settings["image_size"],

@@ -29,8 +29,10 @@ class VolumeInfo:
         return int(np.prod(self.shape))
 
 
-def inspect_volume(path: str, max_voxels: int = DEFAULT_MAX_VOXELS) -> VolumeInfo:
-    """Read a volume's header and reject what no task here can ground: unreadable, not 3D, too big."""
+def inspect_volume(path: str, max_voxels: int = DEFAULT_MAX_VOXELS, dims: int = 3) -> VolumeInfo:
+    """Read a volume's header and reject what no task here can ground: unreadable, not 3D, too big.
+
+    ``dims=2``: the task reads radiographs (``medgrounder_cxr``): a 2D image is required instead."""
     if not path or not os.path.exists(path):
         raise InvalidImageError("image file does not exist")
     try:
@@ -57,13 +59,14 @@ def inspect_volume(path: str, max_voxels: int = DEFAULT_MAX_VOXELS) -> VolumeInf
     # A trailing singleton axis (x, y, z, 1) is a 3D volume written as 4D.
     while len(size) > 3 and size[-1] == 1:
         size = size[:-1]
-    if len(size) != 3 or min(size) < 2:
-        raise InvalidImageError(f"expected a 3D CT volume, got an image of size {list(size)}")
+    what = "3D CT volume" if dims == 3 else f"{dims}D image (a radiograph)"
+    if len(size) != dims or min(size) < 2:
+        raise InvalidImageError(f"expected a {what}, got an image of size {list(size)}")
     if components != 1:
-        raise InvalidImageError(f"expected a scalar CT volume, got {components} components per voxel")
-    if any((not np.isfinite(s)) or s <= 0 for s in spacing[:3]):
+        raise InvalidImageError(f"expected a scalar {what}, got {components} components per voxel")
+    if any((not np.isfinite(s)) or s <= 0 for s in spacing[:dims]):
         raise InvalidImageError(f"invalid voxel spacing {list(spacing)}")
-    info = VolumeInfo(shape=size, spacing=spacing[:3], components=components)
+    info = VolumeInfo(shape=size, spacing=spacing[:dims], components=components)
     if info.voxels > max_voxels:
         raise ImageTooLargeError(
             f"volume has {info.voxels:,} voxels, over this server's limit of {max_voxels:,} (conf max_voxels)"

@@ -91,15 +91,16 @@ def box_label_name(sentence_index: int, j: int, confidence: float, text: str) ->
 
 class MedGrounderInfer(RadgroundInferTask):
     needs_report = True
+    image_dims = 3  # the app's guard checks the input has this many dimensions
 
     def __init__(self, path, network, image_size: int, iso_mm: float, threshold: Optional[float] = None, wbf_iou: float = 0.1, **kw):
+        kw.setdefault("dimension", self.image_dims)
+        kw.setdefault("description", "MedGrounder: each report sentence -> zero, one or many scored boxes (generalised phrase grounding)")
         super().__init__(
             path=path,
             network=network,
             type=InferType.SEGMENTATION,  # Slicer loads the label map of a segmentation result
             labels={},
-            dimension=3,
-            description="MedGrounder: each report sentence -> zero, one or many scored boxes (generalised phrase grounding)",
             load_strict=True,
             config={"wbf": True},
             **kw,
@@ -188,7 +189,7 @@ class MedGrounderInfer(RadgroundInferTask):
                 out_boxes.append({
                     "confidence": round(float(c), 4),
                     "box_vox": idx_box,
-                    "box_mm": [[round(float(v), 2) for v in mm[:3]], [round(float(v), 2) for v in mm[3:]]],
+                    "box_mm": [[round(float(v), 2) for v in mm[: len(shape)]], [round(float(v), 2) for v in mm[len(shape) :]]],
                     "label": next_label,
                     "label_name": name,
                 })

@@ -22,22 +22,14 @@ import logging
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 from monai.transforms import EnsureChannelFirstd, LoadImaged, Orientationd
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from lib.anatomy.labels import REGION_IDS, region_map
-from lib.data.region_reports import (
-    ORIENTATION,
-    REGION_NAMES,
-    align_to_regions,
-    build_prompt,
-    encode_example,
-    parse_generated,
-    region_inputs,
-)
+from lib.data.region_reports import ORIENTATION, REGION_NAMES, region_inputs
 from lib.errors import InvalidImageError, InvalidParamsError
 from lib.infers.base import RadgroundInferTask
+from lib.networks.reg2rg.decode import write_region_reports
 from lib.transforms.ct import CheckCTd, RememberGeometryd
 from lib.transforms.anatomy import AnatomyLabeld
 
@@ -126,23 +118,7 @@ class Reg2RGInfer(RadgroundInferTask):
             raise InvalidImageError(f"none of the regions {wanted} was found in this image by the anatomy task")
         given = inputs.names if cfg.uses_local else list(wanted)
         network.eval()
-        dev = next(network.parameters()).device
-        tok = network.tokenizer
-        with torch.no_grad():
-            glb, reg = network.encode(inputs.global_volume.to(dev), inputs.crops.to(dev), inputs.masks.to(dev))
-        if cfg.joint_regions or not cfg.uses_local:
-            prompt_ids, _ = encode_example(tok, build_prompt(len(given), use_global=cfg.use_global, use_local=cfg.uses_local))
-            text = tok.decode(network.generate_from(prompt_ids.to(dev), glb, reg, max_new_tokens=max_new), skip_special_tokens=True)
-            records = align_to_regions(parse_generated(text), given)
-        else:  # one prompt per region: <region_0> is that region
-            prompt_ids, _ = encode_example(tok, build_prompt(1, use_global=cfg.use_global))
-            records, texts = [], []
-            for j, name in enumerate(given):
-                t = tok.decode(network.generate_from(prompt_ids.to(dev), glb, reg[j : j + 1], max_new_tokens=max_new), skip_special_tokens=True)
-                rec = align_to_regions(parse_generated(t), [name])[0]
-                records.append(dict(rec, index=j))
-                texts.append(t)
-            text = " ".join(texts)
+        records, text = write_region_reports(network, inputs, given, max_new)
         data["reg2rg"] = {"records": records, "missing": missing, "raw": text}
         data[self.output_label_key] = data["region_map_input_grid"]
         return data

@@ -191,3 +191,27 @@ def region_recognition(pairs: Iterable[tuple[str, Optional[str]]], regions: Sequ
             if named is not None:
                 fp[named] += 1
     return {r: precision_recall_f1(tp[r], fp[r], fn[r]) for r in regions}
+
+
+# ---------------------------------------------------------------------- findings per region
+def region_finding_scores(references: Sequence[Mapping[str, Iterable[str]]], predictions: Sequence[Mapping[str, str]], regions: Sequence[str]) -> dict[str, dict]:
+    """Per region, finding-mention P/R/F1 over (study, label) pairs, and ``"all"`` (micro).
+
+    ``references``: per study, region -> the CE labels the truth has there; ``predictions``: per
+    study, region -> the text generated for that region. A region's prediction is the CE labels
+    of *that region* its text names (a lung section that mentions an effusion is no pleura report).
+    """
+    if len(references) != len(predictions):
+        raise ValueError("one reference per prediction")
+    counts = {r: Counter() for r in regions}
+    for ref, pred in zip(references, predictions):
+        for r in regions:
+            own = {lab for lab, (reg, _) in CE_LABELS.items() if reg == r}
+            want = set(ref.get(r, ())) & own
+            got = finding_labels(pred.get(r, ""), r) & own
+            counts[r]["tp"] += len(want & got)
+            counts[r]["fp"] += len(got - want)
+            counts[r]["fn"] += len(want - got)
+    out = {r: precision_recall_f1(c["tp"], c["fp"], c["fn"]) for r, c in counts.items()}
+    out["all"] = precision_recall_f1(*(sum(c[k] for c in counts.values()) for k in ("tp", "fp", "fn")))
+    return out

@@ -171,6 +171,44 @@ def region_report(result: dict[str, Any], geometry: Optional[ImageGeometry]) -> 
     )
 
 
+def query_grounding(result: dict[str, Any], geometry: Optional[ImageGeometry]) -> GroundingResult:
+    """``query`` + a mask (+ ``boxes_vox``): one free-form query grounded to one object (medvolr1,
+    segdetexplain).
+
+    The query takes the place of the sentence (span over the whole query). Boxes are scored by
+    ``box_scores`` when the task gives them (segdetexplain's objectness), else by the answer's
+    ``confidence`` (medvolr1's policy). The task's evidence goes to ``extra``: key slice, reasoning
+    and 2D boxes (medvolr1), appearance text and per-slice texts (segdetexplain). An empty mask is
+    kept as an ungrounded finding with the task's reason (``empty_reason``) or a generic one.
+    """
+    query = str(result.get("query") or "")
+    names = {str(k): int(v) for k, v in (result.get("label_names") or {}).items()}
+    label, name = (next(iter(names.values())), next(iter(names))) if names else (None, None)
+    grounded = bool(result.get("n_voxels")) and label is not None
+    conf = _round(result.get("confidence"))
+    boxes_vox = result.get("boxes_vox") or []
+    scores = result.get("box_scores") or [conf] * len(boxes_vox)
+    extra = {k: result[k] for k in ("key_slice", "key_slice_z", "boxes_2d", "think", "appearance") if k in result}
+    if result.get("slices"):
+        extra["slices"] = [{k: r[k] for k in ("slice", "text", "routing") if k in r} for r in result["slices"]]
+    finding = Finding(
+        id="f1",
+        sentence=SentenceRef(text=query, span=[0, len(query)], index=None),
+        kind="query",
+        organ=result.get("target"),
+        grounded=grounded,
+        label=label if grounded else None,
+        label_name=name if grounded else None,
+        boxes=[_box(b, None, geometry, _round(sc)) for b, sc in zip(boxes_vox, scores)] if geometry is not None else [],
+        score=conf,
+        score_name="confidence" if conf is not None else None,
+        reason=None if grounded else str(result.get("empty_reason") or "the model found no voxels for the query"),
+        measured=MeasuredAttributes(volume_ml=_round(result.get("volume_ml"))),
+        extra=extra,
+    )
+    return GroundingResult(model=_model(result, TaskType.PHRASE_GROUNDING), image=geometry, findings=[finding], segments=_segments(result, [finding]))
+
+
 def segmentation(result: dict[str, Any], geometry: Optional[ImageGeometry]) -> GroundingResult:
     """A plain label map with named classes (lesion_baseline, anatomy): segments only."""
     return GroundingResult(model=_model(result, TaskType.SEGMENTATION), image=geometry, segments=_segments(result, []))
@@ -180,5 +218,7 @@ ADAPTERS: dict[str, Adapter] = {
     "lesion_grounding": lesion_grounding,
     "phrase_grounding": phrase_grounding,
     "region_report": region_report,
+    "query_grounding": query_grounding,
+    "slice_query": query_grounding,
     "segmentation": segmentation,
 }

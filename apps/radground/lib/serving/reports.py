@@ -2,7 +2,14 @@
 
 Order: ``params["report"]`` in the request (Slicer's options panel, OHIF, the REST client), then
 the datastore's sidecar ``<studies>/reports/<image id>.txt``, then a ``report`` field in the
-image's datastore info (set via the datastore API). The text is validated before any model runs.
+image's datastore info (set via the datastore API), then, on a DICOMweb datastore, the report SR of
+the image's study in the PACS (:mod:`lib.serving.pacs`). The text is validated before any model runs.
+
+3D Slicer's options panel shows a model's ``config`` entries from ``/info`` and sends them back
+with every request; a string entry left empty comes back as ``""``. Tasks that read a report
+therefore advertise ``report: ""`` (:func:`advertise_report_option`), and an empty ``report`` on
+such a task means "use the study's own report" (:func:`requested_report`). Whitespace-only text,
+or an empty report sent to a task that does not advertise the entry, is still a bad report (422).
 """
 from __future__ import annotations
 
@@ -18,8 +25,26 @@ from lib.reports.schema import ParsedReport, SentenceKind
 DEFAULT_MAX_REPORT_CHARS = 20_000
 
 
+#: The options-panel entry a report-reading task advertises in ``/info`` (its default: no text typed).
+REPORT_OPTION = "report"
+UNSET_REPORT = ""
+
+
+def advertise_report_option(task: Any) -> None:
+    """Add ``report: ""`` to ``task``'s config, so Slicer's options panel gives it a text field."""
+    task.config().setdefault(REPORT_OPTION, UNSET_REPORT)
+
+
+def requested_report(request: dict, task: Any) -> Any:
+    """The report the request itself carries, or None: an empty options-panel entry is no report."""
+    text = request.get(REPORT_OPTION)
+    if text == UNSET_REPORT and REPORT_OPTION in (task.config() or {}):
+        return None
+    return text
+
+
 def datastore_report(datastore: Any, image_id: str) -> Optional[str]:
-    """The report the datastore holds for ``image_id``, or None."""
+    """The report the datastore holds for ``image_id`` (sidecar, info field, or the PACS), or None."""
     info = datastore.get_image_info(image_id) or {}
     path = info.get("path")
     try:
@@ -29,7 +54,14 @@ def datastore_report(datastore: Any, image_id: str) -> Optional[str]:
     if text is not None:
         return text
     text = info.get("report")
-    return text if isinstance(text, str) else None
+    if isinstance(text, str):
+        return text
+    client = getattr(datastore, "_client", None)  # MONAI Label's DICOMWebDatastore keeps its DICOMweb client here
+    if client is not None:
+        from lib.serving.pacs import pacs_report
+
+        return pacs_report(client, image_id)
+    return None
 
 
 def validated_report(text: Any, max_chars: int = DEFAULT_MAX_REPORT_CHARS) -> ParsedReport:

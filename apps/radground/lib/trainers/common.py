@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+from monailabel.interfaces.tasks.train import TrainTask
 
 
 def truthy(v: Any) -> bool:
@@ -82,3 +83,17 @@ def read_stats(path: str) -> dict[str, Any]:
         except (OSError, ValueError):
             logging.getLogger(__name__).warning("unreadable %s", path)
     return {}
+
+
+class PlainTrainTask(TrainTask):
+    """MONAI Label TrainTask of the plain-torch trainers: the request defaults live in
+    ``self._config`` and the run's figures in ``self.stats_path`` (what ``/train`` and ``/info`` show)."""
+
+    _config: dict[str, Any]
+    stats_path: str
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    def stats(self) -> dict[str, Any]:
+        return read_stats(self.stats_path)

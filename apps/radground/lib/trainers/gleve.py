@@ -46,7 +46,6 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 from monailabel.interfaces.datastore import Datastore
-from monailabel.interfaces.tasks.train import TrainTask
 
 from lib.anatomy.labels import ANATOMY_STRUCTURES
 from lib.anatomy.prior import soft_organ_maps
@@ -57,7 +56,7 @@ from lib.networks.gleve.matching import assign_instances, lesion_target_masks
 from lib.networks.gleve.model import GLeVE
 from lib.networks.gleve.report_graph import LesionGraph, LesionTarget, build_lesion_graph, organ_prior_channels
 from lib.reports import parse_report
-from lib.trainers.common import elapsed, jsonable, read_stats, save_checkpoint_atomic, truthy, write_stats
+from lib.trainers.common import PlainTrainTask, elapsed, jsonable, save_checkpoint_atomic, truthy, write_stats
 from lib.transforms.ct import load_ct, resample_and_window
 
 logger = logging.getLogger(__name__)
@@ -232,7 +231,7 @@ class StudyTensors:
         return self.target_masks is not None
 
 
-class GleveTrain(TrainTask):
+class GleveTrain(PlainTrainTask):
     """Train GLeVE (000) on the datastore's abdominal studies with a report and an organ map.
 
     A plain torch loop (MONAI Label's BasicTrainTask / SupervisedTrainer do not fit GLeVE's
@@ -286,12 +285,6 @@ class GleveTrain(TrainTask):
         self._config.update(dict(config or {}))
 
     # ------------------------------------------------------------------ MONAI Label API
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
-
-    def stats(self) -> dict[str, Any]:
-        return read_stats(self.stats_path)
-
     # ------------------------------------------------------------------ datalist
     def _report_text(self, datastore: Datastore, image_id: str, studies_dir: str) -> Optional[str]:
         text = read_report(studies_dir, image_id)

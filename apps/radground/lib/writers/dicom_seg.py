@@ -29,6 +29,10 @@ from lib.schema.models import GroundingResult, TaskType
 MANUFACTURER = "radground"
 SEG_SERIES_NUMBER = 300
 MAX_LO = 64
+#: ``ContentLabel`` of a SEG: a model's answer vs a label a person saved (the DICOMweb datastore
+#: trains only on the latter, :mod:`lib.serving.dicomweb`)
+MODEL_CONTENT_LABEL = "GROUNDING"
+FINAL_CONTENT_LABEL = "FINAL"
 
 #: category / type of a segment by answer kind: lesions vs anatomy
 ANATOMY_CATEGORY = hd.sr.CodedConcept("123037004", "SCT", "Anatomical Structure")
@@ -84,6 +88,13 @@ def _lo(text: str) -> str:
     return text if len(text) <= MAX_LO else text[: MAX_LO - 1] + "…"
 
 
+def segment_color(number: int) -> hd.color.CIELabColor:
+    """A distinct display colour per segment number (hues a golden angle apart at L* 65), so viewers
+    (OHIF, Slicer) tell neighbouring lesions apart instead of falling back to one default colour."""
+    hue = np.deg2rad(137.508 * (number - 1))
+    return hd.color.CIELabColor(65.0, 60.0 * float(np.cos(hue)), 60.0 * float(np.sin(hue)))
+
+
 def segment_descriptions(grounding: GroundingResult, labels: Sequence[int]) -> list[hd.seg.SegmentDescription]:
     """One description per label value present, numbered 1..N, named from the schema's segments."""
     names = {s.label: s.name for s in grounding.segments}
@@ -111,6 +122,7 @@ def segment_descriptions(grounding: GroundingResult, labels: Sequence[int]) -> l
             tracking_id=_lo(name),
         )
         desc.SegmentDescription = name[:1024]
+        desc.RecommendedDisplayCIELabValue = list(segment_color(number).value)
         out.append(desc)
     return out
 
@@ -121,6 +133,7 @@ def write_seg(
     source_images: Sequence[Dataset],
     series_number: int = SEG_SERIES_NUMBER,
     series_description: Optional[str] = None,
+    content_label: str = MODEL_CONTENT_LABEL,
 ) -> SegResult:
     """DICOM SEG of ``label`` (the task's label file) over ``source_images`` (the CT instances)."""
     sources = sort_series(source_images)
@@ -145,7 +158,7 @@ def write_seg(
         manufacturer_model_name=_lo(grounding.model.name or "radground"),
         software_versions=_lo(grounding.model.version),
         device_serial_number="0",
-        content_label="GROUNDING",
+        content_label=content_label,
         content_description=_lo(f"{grounding.model.name} {grounding.model.task_type.value}"),
         omit_empty_frames=True,
     )

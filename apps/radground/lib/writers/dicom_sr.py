@@ -26,7 +26,7 @@ from pydicom.uid import generate_uid
 
 from lib.schema.measure import MaskMeasurements
 from lib.schema.models import Finding, GroundingResult
-from lib.writers.dicom_seg import MANUFACTURER, SegResult, _lo
+from lib.writers.dicom_seg import MANUFACTURER, MODEL_CONTENT_LABEL, SegResult, _lo
 
 SR_SERIES_NUMBER = 301
 MILLILITER = hd.sr.CodedConcept("mL", "UCUM", "milliliter")
@@ -151,11 +151,19 @@ def read_findings(sr: Dataset) -> list[dict]:
     return out
 
 
-def seg_and_sr(grounding: GroundingResult, label_file: str, ct_file: Optional[str], source_images: Sequence[Dataset]) -> tuple[SegResult, hd.sr.Comprehensive3DSR]:
+def has_reportable_findings(grounding: GroundingResult, seg: SegResult) -> bool:
+    """True when some grounded finding has a segment in ``seg`` (what a TID 1500 report needs)."""
+    return any(f.grounded and f.label in seg.segment_numbers for f in grounding.findings)
+
+
+def seg_and_sr(
+    grounding: GroundingResult, label_file: str, ct_file: Optional[str], source_images: Sequence[Dataset], content_label: str = MODEL_CONTENT_LABEL
+) -> tuple[SegResult, Optional[hd.sr.Comprehensive3DSR]]:
     """A task's answer -> (DICOM SEG, TID 1500 SR) over the CT instances it was computed on.
 
     ``label_file``: the answer's label map; ``ct_file``: the image the task read (same grid; mean HU
-    is left out without it). Measurements are taken on the input grid.
+    is left out without it). Measurements are taken on the input grid. The SR is None when no
+    grounded finding has a segment (a segmentation-only answer: the SEG says it all).
     """
     import SimpleITK as sitk
 
@@ -164,6 +172,9 @@ def seg_and_sr(grounding: GroundingResult, label_file: str, ct_file: Optional[st
     from lib.writers.dicom_seg import write_seg
 
     label_img = sitk.ReadImage(label_file)
+    seg = write_seg(grounding, label_img, source_images, content_label=content_label)
+    if not has_reportable_findings(grounding, seg):
+        return seg, None
     label = np.transpose(sitk.GetArrayFromImage(label_img), (2, 1, 0))  # ITK index order (i, j, k)
     ct = None
     if ct_file is not None:
@@ -172,5 +183,4 @@ def seg_and_sr(grounding: GroundingResult, label_file: str, ct_file: Optional[st
             raise ValueError("the label map is not on the CT's grid")
         ct = np.transpose(sitk.GetArrayFromImage(ct_img), (2, 1, 0)).astype(np.float64)
     measured = measure_labels(label, affine_lps_of(label_img), ct)
-    seg = write_seg(grounding, label_img, source_images)
     return seg, write_sr(grounding, seg, measured)

@@ -143,6 +143,31 @@ def _region_sentences(r, region: str, found: list[ChestFinding]) -> list[Sent]:
     return out
 
 
+def _merge_nodules(items: list[list[Sent]], findings: list[ChestFinding]) -> list[list[Sent]]:
+    """Two or more lung nodules are summed up in the impression as radiologists do, in one sentence
+    linked to all of them ("Multiple pulmonary nodules, the largest ..."): a multi-box sentence for
+    phrase grounding (003), beside the bilateral effusions. Their single restatements are dropped
+    (their wording was drawn all the same, so the rest of the report stream is unchanged)."""
+    nodules = [f for f in findings if f.kind == "nodule"]
+    if len(nodules) < 2:
+        return items
+    big = max(nodules, key=lambda f: f.size_mm[0])
+    sides = {f.side for f in nodules}
+    where = "bilateral" if len(sides) == 2 else f"{next(iter(sides))}-sided"
+    text = f"Multiple {where} pulmonary nodules, the largest measuring {big.size_mm[0]:g} mm in the {big.location}."
+    ids = [f.id for f in nodules]
+    merged = Sent(text, "impression", "finding", sorted({f.structure for f in nodules}), ids, restates=True, template="nodules_multiple", region="lung")
+    out, placed = [], False
+    for item in items:
+        if item[0].template == "nodule":
+            if not placed:
+                out.append([merged])
+                placed = True
+            continue
+        out.append(item)
+    return out
+
+
 def _impression(r, findings: list[ChestFinding]) -> list[list[Sent]]:
     if not findings:
         return [[Sent(str(r.choice(["No acute intrathoracic abnormality.", "No acute cardiopulmonary process."])), "impression", "normal")]]
@@ -155,6 +180,7 @@ def _impression(r, findings: list[ChestFinding]) -> list[list[Sent]]:
         else:
             ids, text = [f.id], finding_sentence(r, f)
         items.append([Sent(text, "impression", "finding", [f.structure], ids, restates=True, template=f.kind, region=f.region)])
+    items = _merge_nodules(items, findings)
     if any(f.kind == "nodule" and f.size_mm[0] >= 6 for f in findings):
         items.append([Sent("Follow-up chest CT in 6 to 12 months is recommended.", "impression", "non_diagnostic")])
     return items

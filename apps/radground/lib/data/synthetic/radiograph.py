@@ -85,3 +85,51 @@ def radiograph_from_study(study, axis: int = PROJECTION_AXIS) -> Radiograph:
         finding_boxes={int(i): b for i, b in zip(ids, proj)},
         structures=dominant_structure(study.organs, axis),
     )
+
+
+def beam_axis(affine: np.ndarray) -> int:
+    """The array axis closest to the world antero-posterior axis (RAS/LPS row 1) of a CT affine:
+    the frontal beam's direction, whatever the volume's array order."""
+    return int(np.argmax(np.abs(np.asarray(affine, float)[1, :3])))
+
+
+def radiograph_of_ct(hu: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Frontal DRR of any CT volume (``hu`` (X, Y, Z) in HU, its 4x4 voxel -> world affine):
+    (image (2D, [0, 1)), its 4x4 affine, the beam's array axis). Boxes of the CT map onto it with
+    ``project_boxes(boxes, axis)``. What the 2D MedGrounder trains on, from the CT studies of a
+    datastore."""
+    A = np.asarray(affine, float)
+    axis = beam_axis(A)
+    spacing = np.linalg.norm(A[:3, :3], axis=0)
+    return drr(hu, spacing, axis), project_affine(A, axis), axis
+
+
+def write_radiograph(path: str, image: np.ndarray, affine: np.ndarray) -> None:
+    """A radiograph as a 2D NIfTI (float32, the projected affine), readable by the app's loaders."""
+    from lib.data.studies import save_nifti
+
+    save_nifti(path, np.asarray(image, np.float32), affine)
+
+
+def write_radiograph_studies(ct_studies_dir: str, out_dir: str, image_ids: Sequence[str], suffix: str = "_cxr") -> list[str]:
+    """The frontal radiograph of each CT study ``<id>`` as ``out_dir/<id><suffix>.nii.gz``, with the
+    study's report beside it (the datastore sidecar): a radiograph datastore for ``medgrounder_cxr``."""
+    import os
+
+    import nibabel as nib
+
+    from lib.data.studies import image_path, read_report, report_path, write_text
+
+    os.makedirs(out_dir, exist_ok=True)
+    out = []
+    for sid in image_ids:
+        ct = nib.load(image_path(ct_studies_dir, sid))
+        img, aff, _ = radiograph_of_ct(np.asarray(ct.dataobj, np.float32), ct.affine)
+        rid = f"{sid}{suffix}"
+        write_radiograph(image_path(out_dir, rid), img, aff)
+        text = read_report(ct_studies_dir, sid)
+        if text is not None:
+            os.makedirs(os.path.dirname(report_path(out_dir, rid)), exist_ok=True)
+            write_text(report_path(out_dir, rid), text)
+        out.append(rid)
+    return out

@@ -41,6 +41,10 @@ class MedGrounderConfig:
     loss_groundability: float = 1.0
     loss_l1: float = 5.0
     loss_giou: float = 2.0
+    # weight of the unmatched ("not groundable") queries in the groundability BCE: DETR / MDETR's
+    # ``eos_coef`` = 0.1. Without it the BCE is dominated by the N - M unmatched queries of every
+    # sentence (and by zero-box sentences), which pulls every confidence down (see losses.py)
+    loss_noobject_weight: float = 0.1
     # post-processing (§5.3.2): confidence threshold (paper 0.8, re-chosen on validation) + WBF IoU 0.1
     threshold: float = 0.8
     wbf_iou: float = 0.1

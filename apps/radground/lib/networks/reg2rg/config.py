@@ -1,7 +1,7 @@
 """Sizes of Reg2RG (004): the volume encoder, the adapter, the geometry encoder and the language model.
 
-``tiny`` trains on a CPU in minutes (small ViTs, a 2-layer LLaMA built from config and trained on
-the synthetic reports by ``scripts/train_reg2rg_lm.py``); ``paper`` is 004 §4.2: 256x256x64 inputs,
+``tiny`` trains on a CPU in minutes (small ViTs, a 4-layer LLaMA built from config and trained on
+the synthetic reports by ``scripts/train_reg2rg.py lm``); ``paper`` is 004 §4.2: 256x256x64 inputs,
 ViT3D patch 32x32x4 with 768-d tokens, a Perceiver adapter to 32 visual tokens, a 3-layer mask ViT
 pooled to one token, LLaMA2-7B (a local folder, ``--conf reg2rg_llm DIR``) with LoRA r=8, alpha=32.
 """
@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
+
+
+#: LLaMA2-7B's shape (004 §4.2), for sizing the paper model without its weights (tests build it on
+#: the meta device); a real run loads the weights from a local folder (``--conf reg2rg_llm DIR``).
+LLAMA2_7B_SHAPE: dict[str, Any] = {
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "max_position_embeddings": 4096,
+}
 
 
 @dataclass

@@ -1,0 +1,147 @@
+"""``medvolr1``: image + free-form query -> key slice + 2D boxes + reasoning -> 3D mask (002).
+
+Request: ``params["query"]`` (e.g. "the organ that stores bile", "the kidney that contains the
+cyst"); optional ``max_new_tokens`` (1..512). The policy reads the volume as a uniformly sampled
+slice sequence, answers ``<think>..</think><answer>{"slice": k, "bbox_2d_list": [...]}</answer>``,
+and the propagator lifts the key slice's boxes to a 3D mask, written on the input grid (label 1).
+
+Answer (``params``): ``query``; ``key_slice`` (``k`` as answered, 1-based in the sequence) and
+``key_slice_z`` (that slice's index along the input's third axis); ``boxes_2d`` (the answer's
+[x1, y1, x2, y2] pixels of the S x S slice) and ``boxes_vox`` (each as [lo, hi] inclusive voxel
+indices of the input on the key slice); ``think``; ``response`` (the raw text); ``confidence``
+(exp of the mean token log-probability of the response: rewards-free, from the policy alone);
+``n_voxels``, ``volume_ml``; ``label_names``. A response that does not parse strictly is a 422
+(:class:`PolicyFormatError`) naming what was wrong, with no label written.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from monailabel.interfaces.tasks.infer_v2 import InferType
+
+from lib.errors import InvalidParamsError, ModelNotReadyError
+from lib.infers.base import RadgroundInferTask
+from lib.networks.medvolr1.answer import require
+from lib.networks.medvolr1.pipeline import ground
+from lib.networks.medvolr1.volume import to_sequence
+from lib.transforms.ct import load_ct
+
+logger = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 300
+MAX_LABEL_CHARS = 60
+
+
+def validated_query(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidParamsError("medvolr1 needs a non-empty text query in params['query'] (e.g. 'the organ that stores bile')")
+    q = " ".join(value.split())
+    if len(q) > MAX_QUERY_CHARS:
+        raise InvalidParamsError(f"the query is longer than {MAX_QUERY_CHARS} characters")
+    if any(not ch.isprintable() for ch in q):
+        raise InvalidParamsError("the query holds non-printable characters")
+    return q
+
+
+def validated_max_tokens(value: Any, default: int = 96) -> int:
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except (TypeError, ValueError) as e:
+        raise InvalidParamsError(f"max_new_tokens must be an integer in 1..512, got {value!r}") from e
+    if not 1 <= n <= 512:
+        raise InvalidParamsError(f"max_new_tokens must be an integer in 1..512, got {n}")
+    return n
+
+
+def source_boxes(boxes_2d, seq, z: int) -> list[list[list[int]]]:
+    """Sequence-pixel boxes on the key slice -> [lo, hi] inclusive voxel boxes of the input."""
+    nx, ny, _ = seq.source_shape
+    sx, sy = nx / seq.size, ny / seq.size
+    out = []
+    for x1, y1, x2, y2 in boxes_2d:
+        lo = [int(np.clip(np.floor(x1 * sx), 0, nx - 1)), int(np.clip(np.floor(y1 * sy), 0, ny - 1)), z]
+        hi = [int(np.clip(np.ceil(x2 * sx) - 1, lo[0], nx - 1)), int(np.clip(np.ceil(y2 * sy) - 1, lo[1], ny - 1)), z]
+        out.append([lo, hi])
+    return out
+
+
+def label_name(query: str) -> str:
+    return query if len(query) <= MAX_LABEL_CHARS else query[: MAX_LABEL_CHARS - 1] + "…"
+
+
+class MedVolR1Infer(RadgroundInferTask):
+    grounding_format = "query_grounding"
+
+    def __init__(self, path, **kw):
+        super().__init__(
+            path=path,
+            network=None,
+            type=InferType.SEGMENTATION,
+            labels={},
+            dimension=3,
+            description="MedVol-R1: a free-form query -> key slice + 2D boxes (with reasoning) -> 3D mask by propagation",
+            config={"query": "", "max_new_tokens": 96},
+            **kw,
+        )
+        self._loaded: dict[str, tuple[float, Any]] = {}
+
+    def pre_transforms(self, data=None) -> Sequence[Callable]:
+        return load_ct(["image"])
+
+    def inverse_transforms(self, data=None):
+        return []
+
+    def post_transforms(self, data=None) -> Sequence[Callable]:
+        return []
+
+    def system(self):
+        """(policy, propagator, checkpoint) of the current file; reloaded when it changes."""
+        from lib.networks.medvolr1.checkpoint import load_system_file
+
+        path = self.get_path()
+        if path is None:
+            raise ModelNotReadyError(f"no trained checkpoint at {[os.path.basename(p) for p in self.path]}; train the task first")
+        mtime = os.path.getmtime(path)
+        hit = self._loaded.get(path)
+        if hit is None or hit[0] != mtime:
+            hit = (mtime, load_system_file(path))
+            self._loaded = {path: hit}
+        return hit[1]
+
+    def run_inferer(self, data: dict[str, Any], convert_to_batch=True, device="cuda"):
+        query = validated_query(data.get("query"))
+        max_new = validated_max_tokens(data.get("max_new_tokens"))
+        policy, propagator, ckpt = self.system()
+        volume = np.asarray(data["image"])[0]
+        affine = np.asarray(data["source_affine"], float)
+        seq = to_sequence(volume, policy.n_slices, policy.size)
+        g = ground(policy, propagator, seq, query, True, max_new)
+        parsed = require(g.parsed)  # malformed -> 422, nothing written
+        mask = g.source_mask
+        z = int(seq.z_index[parsed.slice_index])
+        vox_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+        name = label_name(query)
+        data[self.output_label_key] = mask.astype(np.uint8)
+        data[self.output_json_key] = {
+            "query": query,
+            "key_slice": parsed.slice,
+            "key_slice_z": z,
+            "n_slices": seq.n_slices,
+            "slice_size": seq.size,
+            "boxes_2d": [list(b) for b in parsed.boxes],
+            "boxes_vox": source_boxes(parsed.boxes, seq, z),
+            "think": parsed.think,
+            "response": g.text,
+            "confidence": round(float(g.confidence), 4),
+            "n_voxels": int(mask.sum()),
+            "volume_ml": round(float(mask.sum()) * vox_ml, 3),
+            "stage": ckpt.get("stage"),
+            "result_label_names": {name: 1},
+            "empty_reason": "the propagated mask is empty",
+        }
+        return data

@@ -1,0 +1,91 @@
+"""The medvolr1 infer task on a small synthetic study: label on the input grid, answer JSON, the
+shared schema, and clear errors (bad query, malformed policy output) with no label written."""
+import glob
+import os
+import tempfile
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from lib.errors import InvalidParamsError, RadgroundError
+from lib.networks.medvolr1.answer import PolicyFormatError, format_response
+from lib.networks.medvolr1.checkpoint import system_checkpoint
+from lib.networks.medvolr1.policy import MedVolPolicy
+from lib.networks.medvolr1.propagator import SlicePropagator
+from lib.networks.vlm import VLMConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from lib.data.studies import generate_dataset
+    from lib.infers.medvolr1 import MedVolR1Infer
+
+    root = tmp_path_factory.mktemp("mv")
+    generate_dataset(str(root / "studies"), [5], preset="tiny", report_only_fraction=0.0)
+    torch.manual_seed(0)
+    ckpt = root / "medvolr1.pt"
+    torch.save(system_checkpoint(MedVolPolicy.build(VLMConfig.tiny(), 16), SlicePropagator(), {"n_slices": 16, "image_size": 64}, "sft"), ckpt)
+    task = MedVolR1Infer(path=[None, str(ckpt)])
+    return task, str(root / "studies" / "synth_00005.nii.gz")
+
+
+def labels_now():
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "radground_label_*")))
+
+
+def answer_with(monkeypatch, text):
+    monkeypatch.setattr(MedVolPolicy, "decode", lambda self, ids: [text] * ids.shape[0])
+
+
+def test_a_valid_answer_becomes_a_mask_on_the_input_grid(setup, monkeypatch):
+    task, image = setup
+    answer_with(monkeypatch, format_response("The query refers to the liver.", 9, [[10, 14, 40, 44]]))
+    label_file, res = task({"image": image, "query": "the organ that secretes bile", "device": "cpu"})
+    try:
+        img = nib.load(image)
+        lab = np.asarray(nib.load(label_file).dataobj)
+        assert lab.shape == img.shape and set(np.unique(lab)) <= {0, 1}
+        assert np.allclose(nib.load(label_file).affine, img.affine, atol=1e-4)
+        assert res["key_slice"] == 9 and res["boxes_2d"] == [[10.0, 14.0, 40.0, 44.0]]
+        z = res["key_slice_z"]
+        assert 0 <= z < img.shape[2] and all(b[0][2] == b[1][2] == z for b in res["boxes_vox"])
+        (lo, hi), = res["boxes_vox"]
+        assert lo[0] == 10 and hi[0] == 39  # 64-pixel slice on a 64-voxel grid: same pixels
+        assert res["think"] == "The query refers to the liver." and 0 < res["confidence"] <= 1
+        assert res["n_voxels"] == int(lab.sum())
+        assert res["label_names"] == {"the organ that secretes bile": 1}
+        g = res["grounding"]
+        assert g is not None and g["findings"][0]["sentence"]["text"] == "the organ that secretes bile"
+        assert g["findings"][0]["extra"]["key_slice"] == 9
+        assert g["model"]["version"] != "untrained"
+    finally:
+        os.remove(label_file)
+
+
+def test_malformed_policy_output_is_a_422_and_writes_nothing(setup, monkeypatch):
+    task, image = setup
+    answer_with(monkeypatch, '<think>x</think><answer>{"slice": 99, "bbox_2d_list": [[1,2,3,4]]}</answer>')
+    before = labels_now()
+    with pytest.raises(PolicyFormatError) as e:
+        task({"image": image, "query": "the organ that stores bile", "device": "cpu"})
+    assert e.value.status_code == 422 and "slice" in e.value.message
+    assert labels_now() == before
+
+
+@pytest.mark.parametrize("query", ["", "   ", None, 42, "x" * 301, "bad\x00query"])
+def test_bad_queries_are_refused(setup, query):
+    task, image = setup
+    with pytest.raises(InvalidParamsError):
+        task({"image": image, "query": query, "device": "cpu"})
+
+
+def test_unreadable_image_is_a_request_error(setup, tmp_path):
+    task, _ = setup
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    with pytest.raises(RadgroundError):
+        task({"image": str(bad), "query": "the organ that stores bile", "device": "cpu"})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Any
+from typing import Any, Callable
 
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
@@ -45,10 +45,30 @@ class RadgroundInferTask(BasicInferTask):
         """A task is offered only with trained weights: random weights would be a stub behind a real name."""
         return self.get_path() is not None
 
+    def _not_ready(self) -> ModelNotReadyError:
+        return ModelNotReadyError(f"no trained checkpoint at {[os.path.basename(p) for p in self.path]}; train the task first")
+
     def _get_network(self, device, data):
         if self.get_path() is None:
-            raise ModelNotReadyError(f"no trained checkpoint at {[os.path.basename(p) for p in self.path]}; train the task first")
+            raise self._not_ready()
         return super()._get_network(device, data)
+
+    def checkpoint_object(self, name: str, build: Callable[[str], Any], required: bool = True) -> Any:
+        """What ``build(path)`` makes of the current checkpoint file, kept until the file changes (a
+        training published new weights), for tasks whose model is not one network MONAI Label loads.
+        No checkpoint: ModelNotReadyError, or None when not ``required``."""
+        path = self.get_path()
+        if not path:
+            if required:
+                raise self._not_ready()
+            return None
+        cache = self.__dict__.setdefault("_checkpoint_objects", {})
+        stamp = (path, os.path.getmtime(path))
+        hit = cache.get(name)
+        if hit is None or hit[0] != stamp:
+            hit = (stamp, build(path))
+            cache[name] = hit
+        return hit[1]
 
     def run_pre_transforms(self, data: dict[str, Any], transforms):
         try:

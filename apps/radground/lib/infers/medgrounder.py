@@ -25,7 +25,6 @@ Answer (``params``):
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -89,6 +88,12 @@ def box_label_name(sentence_index: int, j: int, confidence: float, text: str) ->
     return f"sentence {sentence_index + 1} box {j + 1} ({confidence:.2f}) — {short}"
 
 
+def stored_threshold(path: str) -> Optional[float]:
+    ckpt = torch.load(path, map_location="cpu")
+    t = ckpt.get("threshold") if isinstance(ckpt, dict) else None
+    return float(t) if t is not None else None
+
+
 class MedGrounderInfer(RadgroundInferTask):
     needs_report = True
     image_dims = 3  # the app's guard checks the input has this many dimensions
@@ -108,7 +113,6 @@ class MedGrounderInfer(RadgroundInferTask):
         self.image_size, self.iso_mm = int(image_size), float(iso_mm)
         self.default_threshold = threshold
         self.wbf_iou = float(wbf_iou)
-        self._ckpt_threshold: dict[str, tuple[float, Optional[float]]] = {}
 
     def pre_transforms(self, data=None) -> Sequence[Callable]:
         return load_ct(["image"]) + [PrepareMedGrounderd(self.image_size, self.iso_mm)]
@@ -121,17 +125,7 @@ class MedGrounderInfer(RadgroundInferTask):
 
     def checkpoint_threshold(self) -> Optional[float]:
         """The validation-chosen threshold stored with the weights (re-read when the file changes)."""
-        path = self.get_path()
-        if not path:
-            return None
-        mtime = os.path.getmtime(path)
-        hit = self._ckpt_threshold.get(path)
-        if hit is None or hit[0] != mtime:
-            ckpt = torch.load(path, map_location="cpu")
-            t = ckpt.get("threshold") if isinstance(ckpt, dict) else None
-            hit = (mtime, float(t) if t is not None else None)
-            self._ckpt_threshold[path] = hit
-        return hit[1]
+        return self.checkpoint_object("threshold", stored_threshold, required=False)
 
     def _threshold(self, data: dict[str, Any], cfg) -> float:
         t = data.get("threshold")

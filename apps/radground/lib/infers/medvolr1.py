@@ -16,13 +16,12 @@ indices of the input on the key slice); ``think``; ``response`` (the raw text); 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
-from lib.errors import InvalidParamsError, ModelNotReadyError
+from lib.errors import InvalidParamsError
 from lib.infers.base import RadgroundInferTask
 from lib.networks.medvolr1.answer import require
 from lib.networks.medvolr1.pipeline import ground
@@ -88,7 +87,6 @@ class MedVolR1Infer(RadgroundInferTask):
             config={"query": "", "max_new_tokens": 96},
             **kw,
         )
-        self._loaded: dict[str, tuple[float, Any]] = {}
 
     def pre_transforms(self, data=None) -> Sequence[Callable]:
         return load_ct(["image"])
@@ -103,15 +101,7 @@ class MedVolR1Infer(RadgroundInferTask):
         """(policy, propagator, checkpoint) of the current file; reloaded when it changes."""
         from lib.networks.medvolr1.checkpoint import load_system_file
 
-        path = self.get_path()
-        if path is None:
-            raise ModelNotReadyError(f"no trained checkpoint at {[os.path.basename(p) for p in self.path]}; train the task first")
-        mtime = os.path.getmtime(path)
-        hit = self._loaded.get(path)
-        if hit is None or hit[0] != mtime:
-            hit = (mtime, load_system_file(path))
-            self._loaded = {path: hit}
-        return hit[1]
+        return self.checkpoint_object("system", load_system_file)
 
     def run_inferer(self, data: dict[str, Any], convert_to_batch=True, device="cuda"):
         query = validated_query(data.get("query"))

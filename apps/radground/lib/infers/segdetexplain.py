@@ -22,7 +22,6 @@ mask); the label map holds the object as 1, named ``label_names`` {target: 1}.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable, Optional, Sequence
 
 import nibabel as nib
@@ -35,7 +34,7 @@ from lib.anatomy.labels import ABDOMEN_ORGANS, ORGAN_DISPLAY
 from lib.data.appearance import mask_position, stated_position
 from lib.data.region_reports import ORIENTATION
 from lib.data.slice_grounding import QUESTIONS, TASK_TOKENS
-from lib.errors import InvalidParamsError, ModelNotReadyError
+from lib.errors import InvalidParamsError
 from lib.infers.base import RadgroundInferTask
 from lib.transforms.ct import load_ct
 
@@ -115,8 +114,6 @@ class SegDetExplainInfer(RadgroundInferTask):
             config={"query": "liver", "task": "segdet", "slices": "", "closer": True, "max_new_tokens": 96, "force_routing": False},
             **kw,
         )
-        self._model = None
-        self._model_key = None
 
     def is_valid(self) -> bool:
         return self.get_path() is not None
@@ -125,15 +122,7 @@ class SegDetExplainInfer(RadgroundInferTask):
         """The checkpoint's model, reloaded when the file changes (a training published new weights)."""
         from lib.networks.segdetexplain import SegDetExplain
 
-        path = self.get_path()
-        if path is None:
-            raise ModelNotReadyError(f"no trained checkpoint at {[os.path.basename(p) for p in self.path]}; train the task first")
-        key = (path, os.stat(path).st_mtime)
-        if self._model_key != key:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            self._model = SegDetExplain.from_checkpoint(ckpt["model"]).eval()
-            self._model_key = key
-        return self._model
+        return self.checkpoint_object("model", lambda path: SegDetExplain.from_checkpoint(torch.load(path, map_location="cpu", weights_only=False)["model"]).eval())
 
     def pre_transforms(self, data=None) -> Sequence[Callable]:
         return [*load_ct(keys="image"), Orientationd(keys="image", **ORIENTATION)]

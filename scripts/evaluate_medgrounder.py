@@ -54,7 +54,7 @@ def predictions(task, network, studies_dir: str, task_name: str = "medgrounder")
     try:
         helper = trainer_class(task_name)(work, network, task.image_size, task.iso_mm, os.path.join(work, "unused.pt"))
         ds = LocalDatastore(studies_dir, extensions=("*.nii.gz",), auto_reload=False)
-        studies, skipped = helper.load_studies(ds, 2, {**helper.config(), "body": "chest"})
+        studies, skipped = helper.load_studies(ds, 2, {**helper.config(), "body": "chest", "stage1_replay_fraction": 0})
         return helper.predict(network, studies, torch.device("cpu")), len(studies)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -79,32 +79,52 @@ def load(task_name: str, model_dir=None):
     return task, network, torch.load(path, map_location="cpu")
 
 
-def score(task_name: str, n: int, n_val: int, preset: str, grid: int, threshold=None, model_dir=None) -> tuple[dict, dict]:
+def _studies(split: str, n: int, preset: str, cache=None) -> tuple[str, list[int], bool]:
+    """(folder, seeds, whether the caller deletes it): ``n`` chest studies of ``split``, in a new
+    temp folder, or generated once under ``cache`` and reused (same seeds, same studies)."""
+    from lib.data.studies import generate_dataset, list_studies, split_seeds
+
+    seeds = split_seeds(split, n)
+    if cache is None:
+        if split == "test":
+            d, seeds = heldout_studies(n, preset, report_only_fraction=0.0, body="chest")
+            return d, seeds, True
+        d = tempfile.mkdtemp(prefix=f"mg_{split}_")
+        generate_dataset(d, seeds, preset=preset, body="chest")
+        return d, seeds, True
+    d = os.path.join(cache, f"{split}_{n}_{preset}")
+    if not os.path.isdir(d) or len(list_studies(d)) < n:
+        generate_dataset(d, seeds, preset=preset, body="chest")
+    return d, seeds, False
+
+
+def score(task_name: str, n: int, n_val: int, preset: str, grid: int, threshold=None, model_dir=None, cache=None) -> tuple[dict, dict]:
     """({row name: §3.5 summary}, info) for the bundled ``task_name`` on ``n`` held-out studies;
-    the threshold chosen on ``n_val`` validation studies (``n_val`` 0: the checkpoint's)."""
-    from lib.data.studies import generate_dataset, split_seeds
+    the threshold chosen on ``n_val`` validation studies (``n_val`` 0: the checkpoint's).
+    ``cache``: a folder that keeps the generated studies for the next run."""
     from lib.trainers.medgrounder import choose_threshold, evaluate
 
     task, network, ckpt = load(task_name, model_dir)
     shape = (grid,) * network.config.spatial_dims
     info = {"stage": ckpt.get("stage"), "stored_threshold": ckpt.get("threshold"), "checkpoint": task.get_path()}
     if threshold is None and n_val > 0:
-        val_dir = tempfile.mkdtemp(prefix="mg_val_")
+        val_dir, _, owned = _studies("val", n_val, preset, cache)
         try:
-            generate_dataset(val_dir, split_seeds("val", n_val), preset=preset, body="chest")
             val, info["n_val"] = predictions(task, network, val_dir, task_name)
         finally:
-            shutil.rmtree(val_dir, ignore_errors=True)
+            if owned:
+                shutil.rmtree(val_dir, ignore_errors=True)
         threshold, val_res = choose_threshold(val, shape)
         info["val_CH-F1"] = val_res["overall"]["CH-F1"]
     elif threshold is None:
         threshold = float(ckpt.get("threshold") or network.config.threshold)
     info["threshold"] = float(threshold)
-    test_dir, seeds = heldout_studies(n, preset, report_only_fraction=0.0, body="chest")
+    test_dir, seeds, owned = _studies("test", n, preset, cache)
     try:
         test, info["n_test"] = predictions(task, network, test_dir, task_name)
     finally:
-        shutil.rmtree(test_dir, ignore_errors=True)
+        if owned:
+            shutil.rmtree(test_dir, ignore_errors=True)
     info["seeds"] = (seeds[0], seeds[-1])
     results = {
         "without WBF": evaluate(test, shape, threshold, wbf=False),
@@ -154,13 +174,14 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=96)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model-dir", default=None, help="score <model-dir>/<task>.pt (what a training published) instead of the bundled weights")
+    ap.add_argument("--cache", default=None, help="keep the generated validation / test studies in this folder and reuse them")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     from lib.metrics.grounding import format_table
 
     try:
-        results, info = score(args.task, args.n, args.n_val, args.preset, args.grid, args.threshold, args.model_dir)
+        results, info = score(args.task, args.n, args.n_val, args.preset, args.grid, args.threshold, args.model_dir, args.cache)
     except RuntimeError as e:
         sys.exit(str(e))
     print(f"{args.task}: {info['checkpoint']} (stage {info['stage']}, stored threshold {info['stored_threshold']})")

@@ -12,7 +12,8 @@ share a work folder, so stage 2 fine-tunes what stage 1 published::
 
 After each stage the best weights (with their stage and validation-chosen threshold) are shipped
 as ``apps/radground/model/pretrained_medgrounder.pt``. Stage 1 reads weak anatomy boxes from the
-studies' ``labels/organs`` maps by default (``--weak-boxes-from labels``): the anatomy task gives
+studies' ``labels/organs`` maps by default (``--weak-boxes-from labels``; so do stage 2's replayed
+stage-1 phrases, ``--stage1-replay-fraction``): the anatomy task gives
 the same structures (held-out region Dice 89 %) but costs ~10 s per study on one CPU thread;
 ``--weak-boxes-from anatomy`` uses it, as the server's train task does by default.
 """
@@ -45,6 +46,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--max-sentences", type=int, default=16)
     ap.add_argument("--zero-box-fraction", type=float, default=None, help="most zero-box sentences per step (share); default: stage 1 all, stage 2 0.4")
+    ap.add_argument("--stage1-replay-fraction", type=float, default=None,
+                    help="stage 2: share of each step's sentences that rehearse stage-1 anatomy phrases (default 0.25; 0: off)")
     ap.add_argument("--weak-boxes-from", default="labels", choices=["labels", "anatomy"])
     ap.add_argument("--work", required=True, help="work folder shared by the two stages")
     ap.add_argument("--threads", type=int, default=1)
@@ -74,6 +77,7 @@ def main() -> None:
         "learning_rate": args.lr,
         "max_sentences": args.max_sentences,
         "zero_box_fraction": args.zero_box_fraction,
+        "stage1_replay_fraction": args.stage1_replay_fraction,
         "weak_boxes_from": args.weak_boxes_from,
         "pretrained": args.stage == 2,
         "device": "cuda" if torch.cuda.is_available() else "cpu",

@@ -12,7 +12,8 @@ generated chest studies, starting from the bundled checkpoint of the chosen feat
 best weights back to it. Repeat it to continue training (each run fits a time budget).
 
     .venv/bin/python scripts/train_reg2rg.py lm --studies 1500 --steps 350
-    .venv/bin/python scripts/train_reg2rg.py task --n 160 --minutes 10
+    .venv/bin/python scripts/train_reg2rg.py masks --n 300 --work W --minutes 14   # anatomy region maps, cached in W
+    .venv/bin/python scripts/train_reg2rg.py task --n 300 --work W --minutes 10       # trains on them (--region-masks anatomy)
     .venv/bin/python scripts/train_reg2rg.py task --n 160 --minutes 10 --features glb
     # paper sizes on a GPU, LLaMA2-7B from a local folder (no lm stage: the folder brings its tokenizer)
     .venv/bin/python scripts/train_reg2rg.py task --variant paper --llm /models/Llama-2-7b-hf --preset default --n 2000 --epochs 6 --minutes 0 --lr 5e-5 --accum 16
@@ -119,8 +120,8 @@ def stage_lm(args) -> None:
         print(f"wrote {target} ({os.path.getsize(target) / 1e6:.1f} MB)")
 
 
-def stage_task(args) -> None:
-    work = args.work or tempfile.mkdtemp(prefix="radground_reg2rg_")
+def training_app(args, work: str):
+    """(the app on ``work``'s generated chest studies, its model dir); the studies are made once per work folder."""
     studies = os.path.join(work, "studies")
     seeds = list(SPLITS["train"])[args.offset : args.offset + args.n]
     t0 = time.time()
@@ -134,7 +135,28 @@ def stage_task(args) -> None:
     conf = {"models": "reg2rg", "model_dir": model_dir, "variant": args.variant, "reg2rg_features": args.features}
     if args.llm:
         conf["reg2rg_llm"] = args.llm
-    app = RadGroundApp(APP_DIR, studies, conf)
+    return RadGroundApp(APP_DIR, studies, conf), model_dir
+
+
+def stage_masks(args) -> None:
+    """Fill the train task's anatomy region-mask cache for ``--work``'s studies (part ``--part i/k`` of
+    them, for ``--minutes``), so that a ``task --region-masks anatomy`` run spends its budget training.
+    Resumable: cached studies are skipped."""
+    if not args.work:
+        raise SystemExit("masks: give --work (the cache lives there, for the task stage to use)")
+    app, _ = training_app(args, args.work)
+    trainer = app._trainers["reg2rg"]
+    entries, _ = trainer.datalist(app.datastore(), "anatomy")
+    i, k = (int(x) for x in args.part.split("/"))
+    images = [e["image"] for e in entries][i::k]
+    t0 = time.time()
+    counts = trainer.region_masks().fill(images, budget_s=args.minutes * 60.0)
+    print(f"region masks for {len(images)} studies (part {args.part}): {counts} in {time.time() - t0:.0f}s")
+
+
+def stage_task(args) -> None:
+    work = args.work or tempfile.mkdtemp(prefix="radground_reg2rg_")
+    app, model_dir = training_app(args, work)
     stats = app.train(
         {
             "model": "reg2rg",
@@ -148,6 +170,7 @@ def stage_task(args) -> None:
             "val_max_studies": args.val_max,
             "val_interval": args.val_interval,
             "grad_accum_steps": args.accum,
+            "region_masks": args.region_masks,
             "device": "cuda" if torch.cuda.is_available() else "cpu",
         }
     )
@@ -156,6 +179,9 @@ def stage_task(args) -> None:
         print("  ", row)
     name = f"reg2rg{'' if args.variant == 'tiny' else '_' + args.variant}{features_suffix(args.features)}.pt"
     ckpt = torch.load(os.path.join(model_dir, name), map_location="cpu")
+    if args.no_ship:
+        print(f"kept {os.path.join(model_dir, name)} (not shipped)")
+        return
     target = bundled_checkpoint(name)
     torch.save({"model": ckpt["model"], "config": ckpt["config"]}, target + ".tmp")
     os.replace(target + ".tmp", target)
@@ -189,13 +215,21 @@ def main() -> None:
     task.add_argument("--accum", type=int, default=1, help="studies per optimiser step (004: 16)")
     task.add_argument("--val-interval", type=int, default=1, help="epochs between validations")
     task.add_argument("--val-max", type=int, default=32, help="validation studies whose reports are generated (finding_f1)")
+    task.add_argument("--region-masks", default="anatomy", choices=("anatomy", "truth"), help="training masks: the anatomy task's (as served) or the studies' own")
+    task.add_argument("--no-ship", action="store_true", help="keep the checkpoint in --work/model, do not replace the bundled one")
     task.add_argument("--work", default=None, help="work folder, kept (default: a temp dir, removed)")
+    masks = sub.add_parser("masks", help="fill the anatomy region-mask cache of --work's studies (before task --region-masks anatomy)")
+    for flag, kw in (("--n", dict(type=int, default=160)), ("--offset", dict(type=int, default=0)), ("--preset", dict(default="small")),
+                     ("--variant", dict(default="tiny")), ("--llm", dict(default=None)), ("--features", dict(default=FULL)),
+                     ("--minutes", dict(type=float, default=14.0, help="stop after this long (resume by running again)")),
+                     ("--part", dict(default="0/1", help="i/k: every k-th study from the i-th (parallel fills)")), ("--work", dict(required=True))):
+        masks.add_argument(flag, **kw)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    stage_lm(args) if args.stage == "lm" else stage_task(args)
+    {"lm": stage_lm, "task": stage_task, "masks": stage_masks}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ import pytest
 
 from lib.anatomy.labels import ANATOMY_STRUCTURES
 from lib.data.grounding_targets import (
+    PHRASE_NOUNS,
     AnatomyBoxes,
     anatomy_phrases,
     anatomy_targets,
     finding_targets,
     linked_nodes,
     most_specific,
+    supervised_phrase_nouns,
 )
 from lib.data.studies import generate_dataset, organ_path, read_report, read_truth, truth_lesions_path
 from lib.metrics.boxes import mask_to_box
@@ -129,6 +131,29 @@ def test_phrase_augmentation_follows_the_same_rules(studies):
             assert p.n_boxes == 2
         else:
             assert p.n_boxes == 1
+
+
+def test_replay_phrases_leave_out_the_nouns_stage2_grounds(studies):
+    """Stage-2 rehearsal draws stage-1 phrases only with nouns no groundable stage-2 sentence uses
+    (else "Left basilar atelectasis." -> lung zone would contradict "Plate-like atelectasis in the
+    left lower lobe." -> the atelectasis box)."""
+    parsed, organs, inst, truth = _load(studies, f"chest_{BILATERAL_SEED}")
+    grounded = [t.text for t in finding_targets(parsed, truth, inst) if t.n_boxes]
+    nouns = supervised_phrase_nouns(grounded)
+    assert "pleural effusion" in nouns and "opacity" not in nouns  # "Small bilateral pleural effusions."
+    assert supervised_phrase_nouns(["Plate-like atelectasis in the left lower lobe.", "Multiple bilateral pulmonary nodules."]) == {"atelectasis", "nodule"}
+    assert supervised_phrase_nouns(["The heart is enlarged."]) == set()
+    anat = AnatomyBoxes(organs)
+    drawn = lambda phrases: supervised_phrase_nouns(p.text for p in phrases)  # noqa: E731
+    assert drawn(anatomy_phrases(np.random.default_rng(0), anat, 200)) == set(PHRASE_NOUNS)
+    kept = anatomy_phrases(np.random.default_rng(0), anat, 200, exclude_nouns=nouns)
+    assert len(kept) == 200 and drawn(kept) == set(PHRASE_NOUNS) - nouns
+    only_lungs = anatomy_phrases(np.random.default_rng(1), anat, 50, exclude_nouns=["pleural effusion", "pleural thickening"])
+    assert len(only_lungs) == 50 and not any("pleural" in p.text for p in only_lungs)
+    assert anatomy_phrases(np.random.default_rng(0), anat, 10, exclude_nouns=PHRASE_NOUNS) == []
+    # labelled by the same rules: a bilateral lower-zone opacity phrase -> both lower lung zones
+    both = [p for p in kept if p.text.lower().startswith("bilateral") and "opacities" in p.text and ("lower" in p.text or "basilar" in p.text)]
+    assert both and all(p.names == ["right lower lung zone", "left lower lung zone"] for p in both)
 
 
 def test_multiple_nodules_sentence_links_every_nodule():

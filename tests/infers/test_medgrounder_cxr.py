@@ -57,6 +57,15 @@ def test_radiograph_answer_is_2d_boxes_on_the_radiograph_grid(setup):
         assert all(0 <= a <= z < n for a, z, n in zip(lo, hi, img.shape))
         assert np.allclose(box_voxel_to_world(np.array(lo + [v + 1 for v in hi], float), img.affine), mlo + mhi, atol=0.01)
     assert set(np.unique(label)) - {0} <= {b["label"] for b in boxes} and label.any()
+    # the shared schema carries the same boxes, 2D in the radiograph's plane
+    assert r.get("grounding_error") is None and r["grounding"] is not None
+    schema_boxes = [b for f in r["grounding"]["findings"] for b in f["boxes"]]
+    assert len(schema_boxes) == len(boxes)
+    assert all(b["coordinate_system"] == "image" and len(b["voxel"][0]) == len(b["mm"][1]) == 2 for b in schema_boxes)
+    # the schema's mm (recomputed from the label file's header) agree with the task's own box_mm
+    by_vox = {tuple(map(tuple, b["box_vox"])): b["box_mm"] for b in boxes}
+    assert all(np.allclose(b["mm"], by_vox[tuple(map(tuple, b["voxel"]))], atol=0.01) for b in schema_boxes)
+    assert r["grounding"]["image"]["shape"] == list(img.shape) and r["grounding"]["coordinate_system"] == "image"
 
 
 def test_the_guard_takes_2d_for_the_radiograph_task_only(setup, tmp_path):
@@ -84,8 +93,13 @@ def test_the_guard_takes_2d_for_the_radiograph_task_only(setup, tmp_path):
 @pytest.mark.slow
 def test_bundled_radiograph_checkpoint_negations_and_bilateral_findings(tmp_path):
     """The shipped 2D checkpoint on the radiograph of a held-out study with bilateral effusions:
-    negations / normal statements get no box, the bilateral effusions two, one on each side."""
+    negations / normal statements get no box, the bilateral effusions two, one on each side, and
+    "Bilateral lower lobe opacities." exactly two, one centred in each lung's lower zone (the CT's
+    zones projected onto the radiograph, as the trainer projects every target box)."""
     from lib.configs.medgrounder_cxr import MedgrounderCxr
+    from lib.data.grounding_targets import AnatomyBoxes
+    from lib.data.studies import organ_path
+    from lib.data.synthetic.radiograph import beam_axis, project_boxes
 
     cfg = MedgrounderCxr()
     cfg.init("medgrounder_cxr", str(tmp_path), {}, None)
@@ -95,7 +109,7 @@ def test_bundled_radiograph_checkpoint_negations_and_bilateral_findings(tmp_path
     studies = str(tmp_path / "studies")
     generate_dataset(studies, [20031], preset="small", body="chest")
     (rid,) = write_radiograph_studies(studies, studies, ["chest_20031"])
-    report = "FINDINGS:\nNo pneumothorax. The pancreas is unremarkable. Small bilateral pleural effusions."
+    report = "FINDINGS:\nNo pneumothorax. The pancreas is unremarkable. Bilateral lower lobe opacities. Small bilateral pleural effusions."
     req = {"image": image_path(studies, rid), "parsed_report": parse_report(report).model_dump(), "device": "cpu", "model": "medgrounder_cxr"}
     _, r = task(req)
     by_text = {s["text"]: s["boxes"] for s in r["sentences"]}
@@ -105,3 +119,12 @@ def test_bundled_radiograph_checkpoint_negations_and_bilateral_findings(tmp_path
     mid = nib.load(image_path(studies, rid)).shape[0] / 2
     xs = sorted((b["box_vox"][0][0] + b["box_vox"][1][0]) / 2 for b in eff)
     assert xs[0] < mid < xs[1]  # one box on each side of the midline
+    opac = by_text["Bilateral lower lobe opacities."]
+    assert len(opac) == 2, r["sentences"]
+    anat = AnatomyBoxes(np.asarray(nib.load(organ_path(studies, "chest_20031")).dataobj))
+    axis = beam_axis(nib.load(image_path(studies, "chest_20031")).affine)
+    centre = lambda b: [(lo + hi + 1) / 2 for lo, hi in zip(*b["box_vox"])]  # noqa: E731  (pixel corner frame)
+    for side in ("right", "left"):
+        zone = project_boxes(np.asarray(anat.box(f"{side} lower lung zone"), float)[None], axis)[0]
+        inside = [b for b in opac if all(zone[i] <= c <= zone[i + 2] for i, c in enumerate(centre(b)))]
+        assert len(inside) == 1, (side, zone.tolist(), opac)

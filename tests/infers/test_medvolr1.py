@@ -89,3 +89,63 @@ def test_unreadable_image_is_a_request_error(setup, tmp_path):
     bad.write_bytes(b"not a nifti")
     with pytest.raises(RadgroundError):
         task({"image": str(bad), "query": "the organ that stores bile", "device": "cpu"})
+
+
+def test_the_answer_says_which_propagator_ran(setup, monkeypatch):
+    task, image = setup
+    answer_with(monkeypatch, format_response("x", 9, [[10, 14, 40, 44]]))
+    label_file, res = task({"image": image, "query": "the organ that stores bile", "device": "cpu"})
+    os.remove(label_file)
+    assert res["propagator"]["name"] == "slice_propagator" and "medvolr1_medsam2" in res["propagator"]["reason"]
+
+
+def medsam2_task(task, monkeypatch, build=None):
+    from lib.infers.medvolr1 import MedVolR1Infer
+    from lib.networks.medvolr1.medsam2 import MEDSAM2, MedSAM2Settings, PropagatorChoice
+    from tests.networks.medvolr1.fake_sam2 import install_fake_sam2
+
+    install_fake_sam2(monkeypatch, build)
+    return MedVolR1Infer(path=task.path, propagator=PropagatorChoice(MEDSAM2, "sam2 imports and the checkpoint exists", MedSAM2Settings("MedSAM2_latest.pt", device="cpu")))
+
+
+def test_medsam2_lifts_the_boxes_when_chosen(setup, monkeypatch):
+    """With sam2's API (a stand-in here) MedSAM2 produces the mask: on the key slice, the box's voxels."""
+    task, image = setup
+    answer_with(monkeypatch, format_response("x", 9, [[10, 14, 40, 44]]))
+    label_file, res = medsam2_task(task, monkeypatch)({"image": image, "query": "the organ that stores bile", "device": "cpu"})
+    try:
+        lab = np.asarray(nib.load(label_file).dataobj)
+        assert res["propagator"] == {"name": "medsam2", "reason": "sam2 imports and the checkpoint exists"}
+        z = res["key_slice_z"]
+        (lo, hi), = res["boxes_vox"]
+        assert lab[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, z].all()
+        assert lab[:, :, z].sum() == (hi[0] - lo[0] + 1) * (hi[1] - lo[1] + 1) and res["n_voxels"] == int(lab.sum())
+    finally:
+        os.remove(label_file)
+
+
+def test_a_medsam2_that_fails_to_build_falls_back_and_says_why(setup, monkeypatch):
+    task, image = setup
+
+    def broken(config, ckpt):
+        raise RuntimeError("checkpoint does not match the config")
+
+    answer_with(monkeypatch, format_response("x", 9, [[10, 14, 40, 44]]))
+    label_file, res = medsam2_task(task, monkeypatch, broken)({"image": image, "query": "the organ that stores bile", "device": "cpu"})
+    os.remove(label_file)
+    assert res["propagator"]["name"] == "slice_propagator" and "could not be built (RuntimeError: checkpoint does not match" in res["propagator"]["reason"]
+
+
+def test_a_medsam2_failure_on_one_request_falls_back_for_it(setup, monkeypatch):
+    from tests.networks.medvolr1.fake_sam2 import FakeVideoPredictor
+
+    task, image = setup
+
+    class Failing(FakeVideoPredictor):
+        def propagate_in_video(self, state, start_frame_idx=None, reverse=False):
+            raise RuntimeError("CUDA out of memory")
+
+    answer_with(monkeypatch, format_response("x", 9, [[10, 14, 40, 44]]))
+    label_file, res = medsam2_task(task, monkeypatch, lambda c, k: Failing())({"image": image, "query": "the organ that stores bile", "device": "cpu"})
+    os.remove(label_file)
+    assert res["propagator"]["name"] == "slice_propagator" and "failed on this request (RuntimeError: CUDA out of memory)" in res["propagator"]["reason"]

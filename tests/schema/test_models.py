@@ -61,6 +61,20 @@ def test_box_mm_is_outer_voxel_edges_and_lps_flips_x_and_y():
     assert lps.to_lps() == lps
 
 
+def test_radiograph_boxes_are_2d_in_the_image_plane_and_3d_boxes_stay_3d():
+    """A radiograph's box (medgrounder_cxr) is 2D in its image plane: accepted, never 'flipped' to
+    LPS; a 2D box in a patient frame, or a box mixing 2 and 3 coordinates, is refused."""
+    b = Box(voxel=[[3, 4], [10, 12]], mm=[[6.0, 8.0], [22.0, 26.0]], score=0.9)
+    assert b.coordinate_system.value == "image" and b.to_lps() == b
+    assert Box.model_validate(b.model_dump(mode="json")) == b
+    with pytest.raises(ValidationError):
+        Box(voxel=[[3, 4], [10, 12]], mm=[[6.0, 8.0], [22.0, 26.0]], coordinate_system="RAS")
+    with pytest.raises(ValidationError):
+        Box(voxel=[[3, 4], [10, 12, 1]], mm=[[6.0, 8.0], [22.0, 26.0]])
+    with pytest.raises(ValidationError):
+        Box(voxel=[[3, 4, 0], [10, 12, 1]], mm=[[6.0, 8.0, 0.0], [22.0, 26.0, 1.0]], coordinate_system="image")
+
+
 def test_measurements_volume_long_axis_and_mean_hu():
     label = np.zeros((20, 20, 20), np.uint8)
     label[2:12, 5, 5] = 1  # a 10-voxel line along x

@@ -206,3 +206,70 @@ def test_mask_ratio_hides_masks_and_weak_switch_drops_report_only_studies():
     assert GleveTrain.apply_mask_ratio(train, 0.0, False, 0) == []
     with pytest.raises(ValueError):
         GleveTrain.apply_mask_ratio(train, 1.5, True, 0)
+
+
+def test_epoch_draws_report_only_studies_but_keeps_every_mask():
+    """``weak_per_epoch``: each epoch trains every masked study and a fresh draw of k report-only
+    ones (so 10 % masks + reports costs little more per epoch than the masks alone); None: all."""
+    import random
+
+    from lib.trainers.gleve import StudyTensors
+
+    def study(i, labelled):
+        t = torch.zeros(1, 4, 4, 4)
+        return StudyTensors(f"s{i:02d}", t[None], t[0], t, None, (1.0, 1.0, 1.0), [], t if labelled else None, [0] if labelled else [])
+
+    train = [study(i, labelled=i < 3) for i in range(12)]  # 3 masked, 9 report-only
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(20):
+        order = GleveTrain.epoch_studies(train, 2, rng)
+        assert len(order) == 5 and len({s.image_id for s in order}) == 5
+        assert {s.image_id for s in order if s.has_mask} == {"s00", "s01", "s02"}
+        seen |= {s.image_id for s in order if not s.has_mask}
+    assert len(seen) > 6  # fresh draws: most report-only studies train within 20 epochs
+    assert sorted(s.image_id for s in GleveTrain.epoch_studies(train, None, rng)) == [s.image_id for s in train]
+    assert sorted(s.image_id for s in GleveTrain.epoch_studies(train, 50, rng)) == [s.image_id for s in train]
+    assert [s.has_mask for s in GleveTrain.epoch_studies(train, 0, rng)] == [True] * 3
+
+
+def test_weak_per_epoch_limits_the_report_only_steps(tmp_path, spy):
+    ds = _datastore(str(tmp_path / "ds"), [REPORT_ONLY, *LABELLED], [REPORT_ONLY, LABELLED[0]])
+    stats = _trainer(tmp_path)({**CPU, "max_epochs": 2, "val_split": 0.0, "weak_per_epoch": 1}, ds)
+    assert stats["n_weak"] == 2 and stats["weak_per_epoch"] == 1
+    assert [r["steps"] for r in stats["history"]] == [2, 2]  # 1 masked + 1 of the 2 report-only, each epoch
+    assert sorted(m for m, _, _ in spy) == [False, False, True, True]
+    with pytest.raises(ValueError, match="weak_per_epoch"):
+        _trainer(tmp_path)({**CPU, "max_epochs": 1, "weak_per_epoch": -1}, ds)
+
+
+def test_weak_start_epoch_keeps_report_only_studies_out_until_then(tmp_path, spy):
+    """``weak_start_epoch``: the masks alone train first; the report-only studies join later."""
+    ds = _datastore(str(tmp_path / "ds"), [REPORT_ONLY, *LABELLED], [REPORT_ONLY, LABELLED[0]])
+    stats = _trainer(tmp_path)({**CPU, "max_epochs": 3, "val_split": 0.0, "weak_start_epoch": 3}, ds)
+    assert stats["weak_start_epoch"] == 3
+    assert [r["steps"] for r in stats["history"]] == [1, 1, 3]  # 1 masked; + both report-only at epoch 3
+    assert sorted(m for m, _, _ in spy) == [False, False, True, True, True]
+    with pytest.raises(ValueError, match="weak_start_epoch"):
+        _trainer(tmp_path)({**CPU, "max_epochs": 1, "weak_start_epoch": 0}, ds)
+
+
+def test_before_the_reports_join_the_epoch_order_is_that_of_the_masks_alone():
+    """The "+ reports" arm draws its masked studies exactly as the "masks alone" arm does until
+    ``weak_start_epoch``, so the two arms differ only by the weak term afterwards."""
+    import random
+
+    from lib.trainers.gleve import StudyTensors
+
+    def study(i, labelled):
+        t = torch.zeros(1, 4, 4, 4)
+        return StudyTensors(f"s{i:02d}", t[None], t[0], t, None, (1.0, 1.0, 1.0), [], t if labelled else None, [0] if labelled else [])
+
+    mixed = [study(i, labelled=i % 3 == 0) for i in range(12)]
+    masked = [s for s in mixed if s.has_mask]
+    ra, rb = random.Random(5), random.Random(5)
+    for weak_per_epoch in (None, 2):
+        for _ in range(4):
+            a = GleveTrain.epoch_studies(mixed, weak_per_epoch, ra, include_weak=False)
+            b = GleveTrain.epoch_studies(masked, None, rb)
+            assert [s.image_id for s in a] == [s.image_id for s in b]

@@ -12,7 +12,9 @@ from monailabel.datastore.local import LocalDatastore
 
 from lib.data.studies import generate_dataset, truth_path
 from lib.networks.medgrounder import MedGrounder, MedGrounderConfig
-from lib.trainers.medgrounder import MedGrounderTrain, choose_threshold, parse_stage
+from lib.data.grounding_targets import supervised_phrase_nouns
+from lib.data.studies import organ_path
+from lib.trainers.medgrounder import VAL_PHRASES, MedGrounderTrain, choose_threshold, parse_stage
 
 HASH = {"backend": "hash", "dim": 32}
 SIZE = 32
@@ -83,6 +85,8 @@ def test_both_stages_publish_and_stage2_starts_from_stage1(datastore, tmp_path):
         assert json.load(f)["epoch"] == 2
     s2 = tr({**CPU, "stage": 2, "max_epochs": 1, "pretrained": True}, _ds(datastore))
     assert s2["pretrained"] == tr.publish_path and s2["key_metric_name"] == "val_P@F1=1"
+    assert s2["stage1_replay_fraction"] == 0.25 and s2["n_replay_phrases"] == 3 * tr.config()["phrase_pool"]
+    assert s2["history"][-1]["val_replay_sentences"] == VAL_PHRASES  # one validation study
     assert torch.load(tr.publish_path, map_location="cpu")["stage"] == 2
 
 
@@ -116,7 +120,7 @@ def test_stage2_caps_zero_box_sentences_in_training_and_validation(datastore, tm
 
     assert ZERO_BOX_FRACTION == {1: 1.0, 2: 0.4}
     tr = _trainer(tmp_path)
-    studies, _ = tr.load_studies(_ds(datastore), 2, {**tr.config(), **CPU})
+    studies, _ = tr.load_studies(_ds(datastore), 2, {**tr.config(), **CPU, "stage1_replay_fraction": 0})  # report sentences only
     s = next(s for s in studies if any(len(t) for t in s.targets))
     n_pos = sum(bool(len(t)) for t in s.targets)
     n_zero = len(s.targets) - n_pos
@@ -130,3 +134,55 @@ def test_stage2_caps_zero_box_sentences_in_training_and_validation(datastore, tm
     kept = tr.capped_zero_box(preds, 0.4)
     assert sum(len(p[2]) > 0 for p in kept) == 3 and sum(len(p[2]) == 0 for p in kept) == 2
     assert len(tr.capped_zero_box(preds, 1.0)) == 20
+
+
+def test_stage2_replays_stage1_phrases(datastore, tmp_path):
+    """Stage 2 rehearses stage 1: each study carries a pool of stage-1 side/zone phrases with their
+    anatomy boxes (none with a noun a groundable report sentence uses), a step mixes in enough of
+    them to make ``stage1_replay_fraction`` of its sentences, and validation's key metric stays on
+    the report sentences."""
+    import math
+    import random
+
+    tr = _trainer(tmp_path)
+    req = {**tr.config(), **CPU}
+    on, _ = tr.load_studies(_ds(datastore), 2, req)  # default share 0.25
+    excluded = set(tr.replay_excluded_nouns)
+    off, _ = tr.load_studies(_ds(datastore), 2, {**req, "stage1_replay_fraction": 0})
+    assert [s.image_id for s in on] == [s.image_id for s in off]
+    grounded = [t for s in off for t, box in zip(s.texts, s.targets) if len(box)]
+    assert excluded == supervised_phrase_nouns(grounded)  # (tiny studies may ground none of the phrase nouns)
+    for s, o in zip(on, off):
+        assert len(o.texts) == o.n_report and s.texts[: s.n_report] == o.texts  # same report targets
+        phrases = s.texts[s.n_report :]
+        assert len(phrases) == req["phrase_pool"] and not supervised_phrase_nouns(phrases) & excluded
+        for text, box in zip(phrases, s.targets[s.n_report :]):
+            want = 0 if text.startswith("No ") else 2 if text.startswith("Bilateral") else 1
+            assert len(box) == want and ((box >= 0) & (box <= 1)).all(), text
+    s = on[0]
+    rng = random.Random(0)
+    for share in (0.25, 0.5):
+        idx = tr.sample_sentences(s, 64, rng, 0, 0.4, share)
+        replayed = [i for i in idx if i >= s.n_report]
+        assert len(replayed) == math.ceil(round((len(idx) - len(replayed)) * share / (1 - share), 6)) > 0
+        assert len(set(replayed)) == len(replayed)
+    assert all(i < s.n_report for i in tr.sample_sentences(s, 64, rng, 0, 0.4, 0.0))
+    row = tr.validate(tr._network, on, torch.device("cpu"), 2, 0.4)
+    assert row["val_sentences"] == len(tr.capped_zero_box(tr.predict(tr._network, off, torch.device("cpu")), 0.4))
+    assert row["val_replay_sentences"] == VAL_PHRASES * len(on) and 0 <= row["val_replay_mIoU"] <= 1
+
+
+def test_stage2_without_a_structure_map_trains_without_replay(tmp_path):
+    root = str(tmp_path / "no_organs")
+    generate_dataset(root, [1], preset="tiny", body="chest")
+    os.unlink(organ_path(root, "chest_00001"))
+    tr = _trainer(tmp_path)
+    studies, skipped = tr.load_studies(_ds(root), 2, {**tr.config(), **CPU})
+    assert not skipped and len(studies) == 1 and len(studies[0].texts) == studies[0].n_report
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, "lots"])
+def test_bad_replay_fraction_is_a_clear_error(datastore, tmp_path, bad):
+    tr = _trainer(tmp_path)
+    with pytest.raises(ValueError, match="stage1_replay_fraction"):
+        tr({**CPU, "stage": 2, "max_epochs": 1, "stage1_replay_fraction": bad}, _ds(datastore))

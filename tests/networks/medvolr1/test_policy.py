@@ -76,3 +76,24 @@ def test_grpo_survives_malformed_samples_and_reports_rf_zero(items):
     assert len(stats) == 2
     assert all(s["R_f"] == 0.0 and s["reward"] == 0.0 for s in stats)
     assert {n for n, p in fresh.model.named_parameters() if p.requires_grad} == trainable  # lora_only freezes the base only while it runs
+
+
+def test_logprobs_at_a_temperature_are_the_sampling_distribution(policy, items):
+    """π_old of eq. 3 must be the policy the rollouts sample from: temperature-scaled, suppressed tokens removed."""
+    it = items[0]
+    policy.model.eval()
+    prompt = policy.prompt(it.seq, it.query.text)
+    torch.manual_seed(0)
+    out = policy.model.generate(
+        **prompt.enc, pixel_values=prompt.vis.pixel_values, image_grid_thw=prompt.vis.image_grid_thw,
+        do_sample=True, temperature=0.5, top_k=0, top_p=1.0, max_new_tokens=12, suppress_tokens=policy.suppressed_ids(),
+        pad_token_id=policy.tokenizer.pad_token_id, eos_token_id=policy.tokenizer.eos_token_id,
+        output_scores=True, return_dict_in_generate=True,
+    )
+    ids = out.sequences[:, prompt.enc["input_ids"].shape[1] :]
+    sampled = torch.stack([torch.log_softmax(sc.float(), -1)[0, t] for sc, t in zip(out.scores, ids[0])])
+    with torch.no_grad():
+        at_t = policy.token_logprobs(prompt, ids, temperature=0.5)[0, : len(sampled)]
+        at_1 = policy.token_logprobs(prompt, ids)[0, : len(sampled)]
+    assert torch.allclose(at_t, sampled, atol=1e-4)
+    assert not torch.allclose(at_1, sampled, atol=1e-3)  # the old T = 1 log-prob is not the sampling policy

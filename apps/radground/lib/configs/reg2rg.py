@@ -6,7 +6,9 @@ small LLaMA trained on the synthetic reports, whose tokenizer ships as
 any local LLaMA/Qwen folder instead (its tokenizer, LoRA on top; nothing is downloaded; a
 checkpoint then holds only the adapters and visual modules). ``--conf reg2rg_features`` picks
 the visual features of Table 5 (default ``txt,geo,glb``; ``glb`` is the "GLB only" ablation).
-Region masks come from the ``anatomy`` task (same weights, same per-image cache).
+Region masks come from the ``anatomy`` task (same weights, same per-image cache); the train task
+uses that task's maps too (``region_masks: anatomy``, cached per study) or the studies' own
+region labels (``region_masks: truth``).
 """
 from __future__ import annotations
 
@@ -88,9 +90,11 @@ class Reg2rg(TaskConfig):
             return None
         from lib.trainers.reg2rg import Reg2RGTrain
 
+        model_dir, conf = self.model_dir, self.conf
         return Reg2RGTrain(
             model_dir=os.path.join(self.model_dir, self.name),
             network=self.network,
             publish_path=self.path[1],
             load_path=self.path[0],
+            anatomy_task=lambda: anatomy_infer_task(model_dir, conf),  # built on the first study that misses the mask cache
         )

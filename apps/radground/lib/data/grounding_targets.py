@@ -327,20 +327,41 @@ _FINDING_NOUNS = {
     "pleura": [("pleural effusion", "pleural effusions"), ("pleural thickening", "pleural thickening")],
 }
 _ZONE_WORDS = {"upper": ["upper lobe", "apical"], "mid": ["middle lobe", "perihilar"], "lower": ["lower lobe", "basilar"]}
+#: The finding nouns the phrases are made of (singular forms).
+PHRASE_NOUNS: tuple[str, ...] = tuple(sg for pairs in _FINDING_NOUNS.values() for sg, _ in pairs)
 
 
-def anatomy_phrases(rng: np.random.Generator, anat: AnatomyBoxes, n: int) -> list[SentenceTarget]:
+def supervised_phrase_nouns(texts: Iterable[str]) -> set[str]:
+    """The phrase nouns (singular) that occur, singular or plural, in ``texts``.
+
+    Why: in stage 2 the groundable report sentences teach finding boxes for their nouns ("Plate-like
+    atelectasis in the left lower lobe." -> the atelectasis); a replayed stage-1 phrase with the same
+    noun ("Left basilar atelectasis." -> the left lower lung zone) would teach the opposite answer.
+    Replay keeps only the nouns stage 2 never grounds (e.g. "opacities")."""
+    text = " ".join(texts)
+    return {sg for pairs in _FINDING_NOUNS.values() for sg, pl in pairs if _RX(f"{re.escape(sg)}|{re.escape(pl)}").search(text)}
+
+
+def anatomy_phrases(rng: np.random.Generator, anat: AnatomyBoxes, n: int, exclude_nouns: Iterable[str] = ()) -> list[SentenceTarget]:
     """Short sentence -> anatomy pairs drawn at random (sides, zones, plural and negated forms),
     each labelled by the same rules as the report sentences (:func:`linked_nodes` + clean-up).
 
     Why: the synthetic reports word lung and pleural findings in few ways and never say e.g.
     "bilateral lower lobe opacities"; Chest ImaGenome's millions of sentences are far more varied.
-    These phrases give stage 1 that variety (side / zone / multiplicity), not new anatomy."""
+    These phrases give stage 1 that variety (side / zone / multiplicity), not new anatomy.
+    ``exclude_nouns`` (singular forms, :data:`PHRASE_NOUNS`) are never drawn (stage-2 replay,
+    :func:`supervised_phrase_nouns`); with none excluded the draws are stage 1's."""
     out = []
     nd = anat.lab.ndim
+    excluded = set(exclude_nouns)
+    allowed = {root: [p for p in pairs if p[0] not in excluded] for root, pairs in _FINDING_NOUNS.items()}
+    if not any(allowed.values()):
+        return out
     for i in range(int(n)):
         root = "lungs" if rng.random() < 0.7 else "pleura"
-        singular, plural = _FINDING_NOUNS[root][int(rng.integers(len(_FINDING_NOUNS[root])))]
+        if not allowed[root]:
+            root = "pleura" if root == "lungs" else "lungs"
+        singular, plural = allowed[root][int(rng.integers(len(allowed[root])))]
         side = str(rng.choice(["right", "left", "bilateral"]))
         noun = plural if side == "bilateral" else singular
         if root == "lungs":

@@ -10,7 +10,8 @@ Answer (``params``): ``query``; ``key_slice`` (``k`` as answered, 1-based in the
 [x1, y1, x2, y2] pixels of the S x S slice) and ``boxes_vox`` (each as [lo, hi] inclusive voxel
 indices of the input on the key slice); ``think``; ``response`` (the raw text); ``confidence``
 (exp of the mean token log-probability of the response: rewards-free, from the policy alone);
-``n_voxels``, ``volume_ml``; ``label_names``. A response that does not parse strictly is a 422
+``n_voxels``, ``volume_ml``; ``label_names``; ``propagator`` (``name``: ``medsam2`` or
+``slice_propagator``, and the ``reason``: why MedSAM2 was or was not used). A response that does not parse strictly is a 422
 (:class:`PolicyFormatError`) naming what was wrong, with no label written.
 """
 from __future__ import annotations
@@ -24,8 +25,10 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from lib.errors import InvalidParamsError
 from lib.infers.base import RadgroundInferTask
 from lib.networks.medvolr1.answer import require
+from lib.networks.medvolr1.medsam2 import MEDSAM2, SLICE_PROPAGATOR, MedSAM2Propagator, PropagatorChoice, choose_propagator
 from lib.networks.medvolr1.pipeline import ground
-from lib.networks.medvolr1.volume import to_sequence
+from lib.networks.medvolr1.propagator import propagate
+from lib.networks.medvolr1.volume import mask_to_source, to_sequence
 from lib.transforms.ct import load_ct
 
 logger = logging.getLogger(__name__)
@@ -76,7 +79,9 @@ def label_name(query: str) -> str:
 class MedVolR1Infer(RadgroundInferTask):
     grounding_format = "query_grounding"
 
-    def __init__(self, path, **kw):
+    def __init__(self, path, propagator: PropagatorChoice | None = None, **kw):
+        self.propagator_choice = propagator or choose_propagator({})
+        self._medsam2: MedSAM2Propagator | str | None = None  # the built propagator, or why it failed
         super().__init__(
             path=path,
             network=None,
@@ -103,6 +108,39 @@ class MedVolR1Infer(RadgroundInferTask):
 
         return self.checkpoint_object("system", load_system_file)
 
+    def medsam2(self) -> MedSAM2Propagator | str:
+        """The MedSAM2 propagator, built once; or the reason it could not be built."""
+        if self._medsam2 is None:
+            try:
+                prop = MedSAM2Propagator(self.propagator_choice.settings)
+                prop.predictor  # noqa: B018  (build now, so a bad checkpoint shows here)
+                self._medsam2 = prop
+            except Exception as e:
+                logger.exception("MedSAM2 could not be built")
+                self._medsam2 = f"MedSAM2 could not be built ({type(e).__name__}: {e}); using the project's slice propagator"
+        return self._medsam2
+
+    def lift_for(self, volume: np.ndarray, propagator) -> tuple[Any, dict[str, str]]:
+        """(lift for :func:`ground` or None, the ``propagator`` answer). A MedSAM2 failure on a request
+        falls back to the slice propagator for that request, and the answer says so."""
+        used = self.propagator_choice.to_json()
+        if self.propagator_choice.name != MEDSAM2:
+            return None, used
+        prop = self.medsam2()
+        if isinstance(prop, str):
+            return None, {"name": SLICE_PROPAGATOR, "reason": prop}
+
+        def lift(seq, key, boxes):
+            try:
+                return prop.lift(seq, volume, key, boxes)
+            except Exception as e:
+                logger.exception("MedSAM2 propagation failed")
+                used.update(name=SLICE_PROPAGATOR, reason=f"MedSAM2 failed on this request ({type(e).__name__}: {e}); using the project's slice propagator")
+                m = propagate(propagator, seq.image, key, boxes)
+                return m, mask_to_source(m, seq)
+
+        return lift, used
+
     def run_inferer(self, data: dict[str, Any], convert_to_batch=True, device="cuda"):
         query = validated_query(data.get("query"))
         max_new = validated_max_tokens(data.get("max_new_tokens"))
@@ -110,7 +148,8 @@ class MedVolR1Infer(RadgroundInferTask):
         volume = np.asarray(data["image"])[0]
         affine = np.asarray(data["source_affine"], float)
         seq = to_sequence(volume, policy.n_slices, policy.size)
-        g = ground(policy, propagator, seq, query, True, max_new)
+        lift, used = self.lift_for(volume, propagator)
+        g = ground(policy, propagator, seq, query, True, max_new, lift=lift)
         parsed = require(g.parsed)  # malformed -> 422, nothing written
         mask = g.source_mask
         z = int(seq.z_index[parsed.slice_index])
@@ -131,6 +170,7 @@ class MedVolR1Infer(RadgroundInferTask):
             "n_voxels": int(mask.sum()),
             "volume_ml": round(float(mask.sum()) * vox_ml, 3),
             "stage": ckpt.get("stage"),
+            "propagator": used,
             "result_label_names": {name: 1},
             "empty_reason": "the propagated mask is empty",
         }

@@ -10,7 +10,8 @@ Conventions, stated in the data rather than assumed:
 * voxel boxes are ``[lo, hi]`` *inclusive* indices in the array order of the input image;
 * mm boxes are the world coordinates of the boxes' outer voxel edges, in the frame named by
   ``coordinate_system`` (``RAS``, as Slicer and the tasks' own keys; :meth:`Box.to_lps` gives the
-  DICOM patient frame);
+  DICOM patient frame; ``image`` for a 2D radiograph: 2D boxes in its own plane, which has no
+  patient frame);
 * a finding's ``label`` is its value in the result's label map and ``label_name`` the segment name
   that travels with it (``segments``, the same mapping as the answer's ``label_names``);
 * ``reported`` holds what the report says, ``measured`` what the task measured in the image.
@@ -28,6 +29,8 @@ SCHEMA_VERSION = "1.0"
 class CoordinateSystem(str, Enum):
     RAS = "RAS"
     LPS = "LPS"
+    #: the plane of a 2D image (a radiograph): mm from its own origin and spacing, no patient frame
+    IMAGE = "image"
 
 
 class TaskType(str, Enum):
@@ -53,10 +56,19 @@ class ModelInfo(_Strict):
 class ImageGeometry(_Strict):
     """The input image's grid: what voxel boxes and the label map refer to."""
 
-    shape: list[int] = Field(min_length=3, max_length=3)
-    spacing_mm: list[float] = Field(min_length=3, max_length=3)
-    affine: list[list[float]] = Field(description="4x4 voxel index -> world mm, in the result's coordinate system")
+    shape: list[int] = Field(min_length=2, max_length=3)
+    spacing_mm: list[float] = Field(min_length=2, max_length=3)
+    affine: list[list[float]] = Field(description="4x4 (a 2D image: 3x3) voxel index -> world mm, in the result's coordinate system")
     coordinate_system: CoordinateSystem = CoordinateSystem.RAS
+
+    @model_validator(mode="after")
+    def _dims(self) -> "ImageGeometry":
+        nd = len(self.shape)
+        if len(self.spacing_mm) != nd or len(self.affine) != nd + 1 or any(len(r) != nd + 1 for r in self.affine):
+            raise ValueError(f"a {nd}D grid needs {nd} spacings and a {nd + 1}x{nd + 1} affine")
+        if (nd == 2) != (self.coordinate_system == CoordinateSystem.IMAGE):
+            raise ValueError("2D grids are in their image plane ('image'); 3D grids in RAS or LPS")
+        return self
 
 
 class Box(_Strict):
@@ -65,18 +77,30 @@ class Box(_Strict):
     coordinate_system: CoordinateSystem = CoordinateSystem.RAS
     score: Optional[float] = Field(None, description="the box's own confidence, when the model scores boxes")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _planar_frame(cls, data: Any) -> Any:
+        """A 2D box (a radiograph's) is in its image plane unless a frame is given: RAS/LPS are 3D."""
+        if isinstance(data, dict) and "coordinate_system" not in data:
+            voxel = data.get("voxel")
+            if isinstance(voxel, (list, tuple)) and voxel and isinstance(voxel[0], (list, tuple)) and len(voxel[0]) == 2:
+                data = {**data, "coordinate_system": CoordinateSystem.IMAGE}
+        return data
+
     @model_validator(mode="after")
     def _ordered(self) -> "Box":
+        dims = 2 if self.coordinate_system == CoordinateSystem.IMAGE else 3
         for pair in (self.voxel, self.mm):
-            if len(pair) != 2 or len(pair[0]) != 3 or len(pair[1]) != 3:
-                raise ValueError("a box is [lo, hi] with three coordinates each")
+            if len(pair) != 2 or len(pair[0]) != dims or len(pair[1]) != dims:
+                raise ValueError(f"a {self.coordinate_system.value} box is [lo, hi] with {dims} coordinates each")
             if any(a > b for a, b in zip(*pair)):
                 raise ValueError(f"box lower corner above upper corner: {pair}")
         return self
 
     def to_lps(self) -> "Box":
-        """The same box in the DICOM patient frame (RAS and LPS differ by the sign of x and y)."""
-        if self.coordinate_system == CoordinateSystem.LPS:
+        """The same box in the DICOM patient frame (RAS and LPS differ by the sign of x and y); a
+        2D image-plane box has no patient frame and comes back as it is."""
+        if self.coordinate_system in (CoordinateSystem.LPS, CoordinateSystem.IMAGE):
             return self
         lo, hi = self.mm
         flip = (-1.0, -1.0, 1.0)
@@ -168,6 +192,17 @@ class GroundingResult(_Strict):
     segments: list[Segment] = Field(default_factory=list)
     region_reports: list[RegionReport] = Field(default_factory=list)
     generated_report: Optional[str] = Field(None, description="report text the model wrote (report generation)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _frame_of_the_image(cls, data: Any) -> Any:
+        """Without an explicit frame, a result is in its image's frame (a radiograph's: 'image')."""
+        if isinstance(data, dict) and "coordinate_system" not in data and data.get("image") is not None:
+            image = data["image"]
+            system = image.coordinate_system if isinstance(image, ImageGeometry) else (image or {}).get("coordinate_system")
+            if system is not None:
+                data = {**data, "coordinate_system": system}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "GroundingResult":

@@ -138,6 +138,15 @@ class DistributedGleveTrain(GleveTrain):
             return out
         return partition_dataset(out, num_partitions=self._world, even_divisible=True, shuffle=False)[self._rank]
 
+    def epoch_studies(self, train, weak_per_epoch, rng, include_weak=True):
+        # every rank must take the same number of optimizer steps (the gradient all-reduce), and
+        # ranks hold different numbers of report-only studies: no per-epoch draw and no late start
+        # of the report-only studies under DDP
+        if self._world >= 2 and (weak_per_epoch is not None or not include_weak):
+            logger.warning("GLeVE DDP: weak_per_epoch / weak_start_epoch ignored with %d processes", self._world)
+            weak_per_epoch, include_weak = None, True
+        return GleveTrain.epoch_studies(train, weak_per_epoch, rng, include_weak)
+
     # ------------------------------------------------------------------ run
     def __call__(self, request, datastore) -> dict[str, Any]:
         req = {**self._config, **{k: v for k, v in dict(request or {}).items() if v is not None}}

@@ -238,7 +238,9 @@ class GleveTrain(PlainTrainTask):
     per-study graph inputs; see the module docstring). Request keys (defaults in :meth:`config`):
     ``max_epochs``, ``learning_rate`` (alias ``lr``), ``weight_decay``, ``val_split``,
     ``val_interval``, ``device``, ``pretrained``, ``seed``, ``sigma_mm``, ``crop_margin_mm``,
-    ``mask_ratio``, ``weak_supervision``, ``lambda_weak`` (overrides the config's eq. 8 weight).
+    ``mask_ratio``, ``weak_supervision``, ``lambda_weak`` (overrides the config's eq. 8 weight),
+    ``weak_per_epoch`` (report-only studies drawn per epoch; default all, see :meth:`epoch_studies`),
+    ``weak_start_epoch`` (report-only studies join from this epoch on; default 1, from the start).
     """
 
     #: the body parts it trains on (the retrain trigger ignores final labels of other studies)
@@ -274,6 +276,8 @@ class GleveTrain(PlainTrainTask):
             "weight_decay": 1e-4,
             "mask_ratio": 1.0,
             "weak_supervision": True,
+            "weak_per_epoch": None,
+            "weak_start_epoch": 1,
             "val_split": 0.2,
             "val_interval": 1,
             "pretrained": True,
@@ -475,6 +479,28 @@ class GleveTrain(PlainTrainTask):
                 out.append(s)
         return out
 
+    @staticmethod
+    def epoch_studies(train: Sequence[StudyTensors], weak_per_epoch: Optional[int], rng: random.Random, include_weak: bool = True) -> list[StudyTensors]:
+        """One epoch's studies in a shuffled order: every study with a mask, and ``weak_per_epoch``
+        report-only studies drawn afresh each epoch (all of them when None). Drawing a few keeps an
+        epoch of "r % masks + reports" close in cost to one of "r % masks alone" when report-only
+        studies outnumber masked ones 9 to 1 (Table 1's 10 %); each report-only study is drawn with
+        probability k / n per epoch, so over a run of many epochs nearly all of them train.
+
+        ``include_weak=False`` (epochs before ``weak_start_epoch``): the masked studies only, drawn
+        with the same random calls as a run without report-only studies, so "+ reports" and "masks
+        alone" train identically until the reports join."""
+        order = list(train)
+        if not include_weak:
+            weak_per_epoch = 0
+        if weak_per_epoch is not None:
+            weak = [s for s in order if not s.has_mask]
+            if weak_per_epoch < len(weak):
+                drawn = {id(s) for s in rng.sample(weak, weak_per_epoch)}
+                order = [s for s in order if s.has_mask or id(s) in drawn]
+        rng.shuffle(order)
+        return order
+
     # ------------------------------------------------------------------ persistence
     def _load_pretrained(self, model: GLeVE) -> Optional[str]:
         path = next((p for p in self.load_paths if p and os.path.exists(p)), None)
@@ -527,6 +553,14 @@ class GleveTrain(PlainTrainTask):
         sigma_mm = float(req["sigma_mm"])
         margin = req.get("crop_margin_mm", self.crop_margin_mm)
         margin = None if margin is None or str(margin).lower() in ("none", "") else float(margin)
+        weak_per_epoch = req.get("weak_per_epoch")
+        weak_per_epoch = None if weak_per_epoch is None or str(weak_per_epoch).lower() in ("", "none", "all") else int(weak_per_epoch)
+        if weak_per_epoch is not None and weak_per_epoch < 0:
+            raise ValueError(f"weak_per_epoch must be >= 0 (or none for all), got {weak_per_epoch}")
+        weak_start_epoch = req.get("weak_start_epoch")
+        weak_start_epoch = 1 if weak_start_epoch is None or str(weak_start_epoch).strip() == "" else int(weak_start_epoch)
+        if weak_start_epoch < 1:
+            raise ValueError(f"weak_start_epoch must be >= 1, got {weak_start_epoch}")
 
         model = self._network
         entries, skipped = self.datalist(datastore)
@@ -587,6 +621,8 @@ class GleveTrain(PlainTrainTask):
             "learning_rate": lr,
             "mask_ratio": mask_ratio,
             "weak_supervision": weak_supervision,
+            "weak_per_epoch": weak_per_epoch,
+            "weak_start_epoch": weak_start_epoch,
             "device": str(device),
             "pretrained": pretrained,
             "publish_path": self.publish_path,
@@ -595,8 +631,7 @@ class GleveTrain(PlainTrainTask):
         }
         best, published = (-math.inf, -math.inf), False
         for epoch in range(1, max_epochs + 1):
-            order = list(train)
-            rng.shuffle(order)
+            order = self.epoch_studies(train, weak_per_epoch, rng, include_weak=epoch >= weak_start_epoch)
             sums = {"total": 0.0, "seg": 0.0, "weak": 0.0}
             n_steps = n_masked = n_bad = 0
             for s in order:

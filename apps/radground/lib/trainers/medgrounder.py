@@ -17,6 +17,17 @@ Stage 2 takes every groundable sentence of a study and at most ``ZERO_BOX_FRACTI
 zero-box ones (PadChest-GR's share; uncapped, the reports' three quarters of zero-box sentences
 taught stage 2 to abstain), and validates on the same mix.
 
+Stage 2 also rehearses stage 1 (``stage1_replay_fraction``, default ``STAGE1_REPLAY_FRACTION`` =
+25 % of each step's sentences): stage-1 side/zone phrases with their anatomy boxes, drawn from a
+per-study pool made on the study's structure map, restricted to the finding nouns no groundable
+stage-2 sentence uses (:func:`~lib.data.grounding_targets.supervised_phrase_nouns`). Why: the paper
+trains one model on both stages' phrase types; the synthetic reports never say e.g. "Bilateral
+lower lobe opacities.", so without rehearsal fine-tuning overwrites what stage 1 learnt for such
+sentences (they came back as finding-sized boxes). Nouns stage 2 does ground are left out, since
+their anatomy answer would contradict the finding boxes. A study without a structure map trains
+without replay; validation (the checkpoint criterion) scores the report sentences only, the
+replayed phrases are reported beside it (``val_replay_*``).
+
 The loss is eqs. 2-4 (:class:`~lib.networks.medgrounder.losses.GroundingLoss`); AdamW as the
 paper (its lr 1e-5 is for batch 32 on a GPU; the CPU default is larger). Validation picks the
 confidence threshold that maximises centre-hit F1 (§5.3.2) and scores the §3.5 metrics at it; the
@@ -43,7 +54,7 @@ import torch
 from monai.transforms import Compose
 from monailabel.interfaces.datastore import Datastore
 
-from lib.data.grounding_targets import AnatomyBoxes, SentenceTarget, anatomy_phrases, anatomy_targets, finding_targets
+from lib.data.grounding_targets import AnatomyBoxes, SentenceTarget, anatomy_phrases, anatomy_targets, finding_targets, supervised_phrase_nouns
 from lib.data.studies import body_part_of, read_report, read_truth, truth_lesions_path
 from lib.metrics.grounding import score_sentence, summarise
 from lib.networks.medgrounder import GroundingLoss, MedGrounder, boxes_to_corners, scored_corner_boxes, select_boxes
@@ -61,6 +72,8 @@ KEY_METRIC = {1: "val_mIoU", 2: "val_P@F1=1"}
 #: fine-tunes on: PadChest-GR has 41 % zero-box phrases, MS-CXR none (003 Table 1). Reports here
 #: are three quarters zero-box, so uncapped they would teach stage 2 mostly to abstain.
 ZERO_BOX_FRACTION = {1: 1.0, 2: 0.4}
+#: Share of each stage-2 step's sentences that rehearse stage-1 anatomy phrases (see the module docstring).
+STAGE1_REPLAY_FRACTION = 0.25
 VAL_PHRASES = 8
 
 
@@ -74,11 +87,26 @@ class GroundingStudy:
     texts: list[str]
     targets: list[torch.Tensor]  # per sentence (M, 2nd) normalised centre-size
     source_boxes: list[np.ndarray]  # per sentence (M, 2nd) source voxel corner boxes (for reporting)
-    n_report: int = -1  # the first n_report texts are the report's sentences, the rest stage-1 phrases
+    n_report: int = -1  # the first n_report texts are the report's sentences, the rest stage-1 phrases (stage 2: replayed)
 
     def __post_init__(self):
         if self.n_report < 0:
             self.n_report = len(self.texts)
+
+
+def stage1_replay_fraction(req: Mapping[str, Any], stage: int) -> float:
+    """The share of replayed stage-1 phrases per step: 0 in stage 1 (it has its own phrases), the
+    request's ``stage1_replay_fraction`` (default STAGE1_REPLAY_FRACTION) in stage 2."""
+    if stage != 2:
+        return 0.0
+    v = req.get("stage1_replay_fraction")
+    try:
+        f = STAGE1_REPLAY_FRACTION if v in (None, "") else float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"stage1_replay_fraction must be a number in [0, 1), got {v!r}") from None
+    if not 0.0 <= f < 1.0:
+        raise ValueError(f"stage1_replay_fraction must be in [0, 1), got {v!r}")
+    return f
 
 
 def parse_stage(v: Any) -> int:
@@ -120,7 +148,9 @@ class MedGrounderTrain(PlainTrainTask):
     Request keys (defaults in :meth:`config`): ``stage``, ``max_epochs``, ``learning_rate`` (``lr``),
     ``weight_decay``, ``val_split``, ``val_interval``, ``device``, ``pretrained``, ``seed``,
     ``studies_per_step``, ``max_sentences``, ``phrases_per_study``, ``weak_boxes_from``, ``body``,
-    ``zero_box_fraction`` (most zero-box sentences per step, share; default per stage, ZERO_BOX_FRACTION).
+    ``zero_box_fraction`` (most zero-box sentences per step, share; default per stage, ZERO_BOX_FRACTION),
+    ``stage1_replay_fraction`` (stage 2: share of each step's sentences that are replayed stage-1
+    anatomy phrases; default STAGE1_REPLAY_FRACTION, 0 turns rehearsal off).
     """
 
     task_name = "medgrounder"  # the train_stats name
@@ -144,6 +174,7 @@ class MedGrounderTrain(PlainTrainTask):
         self.publish_path, self.load_path = publish_path, load_path
         self.anatomy_task = anatomy_task
         self.stats_path = os.path.join(model_dir, "train_stats.json")
+        self.replay_excluded_nouns: list[str] = []  # the last stage-2 load's phrase nouns left out of replay
         self._config: dict[str, Any] = {
             "stage": 2,
             "max_epochs": 30,
@@ -159,6 +190,7 @@ class MedGrounderTrain(PlainTrainTask):
             "phrases_per_study": 8,  # stage 1: phrases per study and step, drawn from a pool of phrase_pool
             "phrase_pool": 48,
             "zero_box_fraction": None,  # most zero-box sentences per step (share); None: ZERO_BOX_FRACTION[stage]
+            "stage1_replay_fraction": None,  # stage 2: share of replayed stage-1 phrases per step; None: STAGE1_REPLAY_FRACTION
             "weak_boxes_from": "anatomy",
             "body": "chest",
         }
@@ -185,13 +217,17 @@ class MedGrounderTrain(PlainTrainTask):
         return x, grid, affine, lambda boxes: boxes
 
     def load_studies(self, datastore: Datastore, stage: int, req: Mapping[str, Any]) -> tuple[list[GroundingStudy], dict[str, str]]:
-        """Pre-processed studies for ``stage`` and {image_id: why it was left out}."""
+        """Pre-processed studies for ``stage`` and {image_id: why it was left out}.
+
+        Stage 2 with ``stage1_replay_fraction`` > 0 also gives each study a pool of replayable
+        stage-1 phrases (after every study is read: the nouns stage 2 grounds are left out)."""
         import nibabel as nib
 
         loader = Compose(load_ct(["image"]))
         rng = np.random.default_rng(int(req["seed"]))
         body = str(req.get("body") or "all")
-        studies, skipped = [], {}
+        replay = stage1_replay_fraction(req, stage) > 0
+        loaded, skipped = [], {}
         for image_id in sorted(datastore.list_images()):
             try:
                 image = datastore.get_image_uri(image_id)
@@ -206,14 +242,14 @@ class MedGrounderTrain(PlainTrainTask):
                     continue
                 parsed = parse_report(text)
                 d = loader({"image": image})
-                extra: list[SentenceTarget] = []
+                anat: Optional[AnatomyBoxes] = None
                 if stage == 1:
                     smap = self._structure_map(datastore, image_id, image, str(req["weak_boxes_from"]))
                     if smap is None:
                         skipped[image_id] = "no_structure_map"
                         continue
                     targets = anatomy_targets(parsed, smap)
-                    extra = anatomy_phrases(rng, AnatomyBoxes(smap), int(req["phrase_pool"]))
+                    anat = AnatomyBoxes(smap)
                 else:
                     truth = read_truth(studies_dir, image_id)
                     if not truth or not truth.get("sentences"):
@@ -223,24 +259,49 @@ class MedGrounderTrain(PlainTrainTask):
                     inst_path = datastore.get_label_uri(lid, "final") if lid else truth_lesions_path(studies_dir, image_id)
                     inst = np.asarray(nib.load(inst_path).dataobj) if os.path.exists(inst_path) else None
                     targets = finding_targets(parsed, truth, inst)
+                    if replay:
+                        anat = self._replay_anatomy(datastore, image_id, image, str(req["weak_boxes_from"]))
                 x, grid, affine, to_input = self.model_input(d["image"])
             except Exception as e:  # one bad study must not end the run
                 logger.warning("MedGrounder train: skipping %s: %s", image_id, e)
                 skipped[image_id] = f"unreadable: {e}"
                 continue
-            all_t = targets + extra
+            loaded.append((image_id, x, grid, affine, to_input, targets, anat))
+        exclude: set[str] = set()
+        if stage == 2:  # replay only the nouns no groundable stage-2 sentence grounds
+            exclude = supervised_phrase_nouns(t.text for *_, targets, _ in loaded for t in targets if t.n_boxes)
+        self.replay_excluded_nouns = sorted(exclude)
+        studies = []
+        for image_id, x, grid, affine, to_input, targets, anat in loaded:
+            try:
+                extra: list[SentenceTarget] = anatomy_phrases(rng, anat, int(req["phrase_pool"]), exclude) if anat is not None else []
+                all_t = targets + extra
+                boxes = [torch.as_tensor(grid.normalise(to_input(t.boxes), affine), dtype=torch.float32).reshape(-1, grid.spatial_dims * 2) for t in all_t]
+            except Exception as e:  # one bad study must not end the run
+                logger.warning("MedGrounder train: skipping %s: %s", image_id, e)
+                skipped[image_id] = f"unreadable: {e}"
+                continue
             studies.append(
                 GroundingStudy(
                     image_id=image_id,
                     image=x,
                     grid=grid,
                     texts=[t.text for t in all_t],
-                    targets=[torch.as_tensor(grid.normalise(to_input(t.boxes), affine), dtype=torch.float32).reshape(-1, grid.spatial_dims * 2) for t in all_t],
+                    targets=boxes,
                     source_boxes=[to_input(t.boxes) for t in all_t],
                     n_report=len(targets),
                 )
             )
         return studies, skipped
+
+    def _replay_anatomy(self, datastore: Datastore, image_id: str, image: str, source: str) -> Optional[AnatomyBoxes]:
+        """The study's anatomy for stage-2 replay, None (no replay for it) when there is no structure map."""
+        try:
+            smap = self._structure_map(datastore, image_id, image, source)
+        except Exception as e:
+            logger.warning("MedGrounder train: no stage-1 replay for %s: %s", image_id, e)
+            return None
+        return AnatomyBoxes(smap) if smap is not None else None
 
     @staticmethod
     def split(studies: Sequence[GroundingStudy], val_split: float) -> tuple[list[GroundingStudy], list[GroundingStudy]]:
@@ -251,11 +312,14 @@ class MedGrounderTrain(PlainTrainTask):
 
     # ------------------------------------------------------------------ steps
     @staticmethod
-    def sample_sentences(study: GroundingStudy, cap: int, rng: random.Random, n_phrases: int = 0, max_zero_fraction: float = 1.0) -> list[int]:
+    def sample_sentences(
+        study: GroundingStudy, cap: int, rng: random.Random, n_phrases: int = 0, max_zero_fraction: float = 1.0, phrase_fraction: float = 0.0
+    ) -> list[int]:
         """Report sentences: all groundable ones, then zero-box ones at random, up to ``cap`` and to
         at most ``max_zero_fraction`` of the sentences taken (zero-box ones dominate reports; a study
         with no groundable sentence gives one); plus ``n_phrases`` drawn afresh from the study's
-        stage-1 phrase pool."""
+        phrase pool (stage 1), or enough of them to make ``phrase_fraction`` of the sentences
+        taken (stage-2 replay)."""
         report = range(study.n_report)
         pos = [i for i in report if len(study.targets[i])]
         neg = [i for i in report if not len(study.targets[i])]
@@ -268,20 +332,28 @@ class MedGrounderTrain(PlainTrainTask):
             room = min(room, math.ceil(round(len(take) * f / (1.0 - f), 6)) if take else 1)
         take += neg[:room]
         pool = list(range(study.n_report, len(study.texts)))
+        if phrase_fraction > 0:
+            f = min(float(phrase_fraction), 0.99)
+            n_phrases += math.ceil(round(len(take) * f / (1.0 - f), 6))
         return take + rng.sample(pool, min(n_phrases, len(pool)))
 
     @torch.no_grad()
-    def predict(self, model: MedGrounder, studies: Sequence[GroundingStudy], device) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def predict(
+        self, model: MedGrounder, studies: Sequence[GroundingStudy], device, n_phrases: int = VAL_PHRASES, report: bool = True
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(corners, confidences, true corners) of each study's report sentences (unless not
+        ``report``) and its first ``n_phrases`` pool phrases (a few, not the whole pool)."""
         model.eval()
         out = []
         for s in studies:
-            n = min(len(s.texts), s.n_report + VAL_PHRASES)  # the report and a few phrases, not the whole pool
-            for a in range(0, n, 32):
-                texts = s.texts[a : min(a + 32, n)]
+            idx = (list(range(s.n_report)) if report else []) + list(range(s.n_report, min(len(s.texts), s.n_report + n_phrases)))
+            for a in range(0, len(idx), 32):
+                chunk = idx[a : a + 32]
+                texts = [s.texts[i] for i in chunk]
                 o = model(s.image[None].to(device), texts, image_index=[0] * len(texts))
-                for j in range(len(texts)):
+                for j, i in enumerate(chunk):
                     corners, conf = scored_corner_boxes(o["pred_logits"][j], o["pred_boxes"][j])
-                    true = boxes_to_corners(s.targets[a + j]).numpy() if len(s.targets[a + j]) else np.zeros((0, corners.shape[1]))
+                    true = boxes_to_corners(s.targets[i]).numpy() if len(s.targets[i]) else np.zeros((0, corners.shape[1]))
                     out.append((corners, conf, true))
         model.train()
         return out
@@ -300,11 +372,15 @@ class MedGrounderTrain(PlainTrainTask):
         return pos + [neg[i] for i in keep]
 
     def validate(self, model: MedGrounder, studies: Sequence[GroundingStudy], device, stage: int, max_zero_fraction: float = 1.0) -> dict[str, Any]:
-        preds = self.capped_zero_box(self.predict(model, studies, device), max_zero_fraction)
+        """The §3.5 metrics at the threshold with the best centre-hit F1. Stage 1 scores the report
+        sentences and a few phrases; stage 2 the report sentences only (its checkpoint criterion is
+        about findings), and the replayed stage-1 phrases on their own at the same threshold."""
+        n_phrases = VAL_PHRASES if stage == 1 else 0
+        preds = self.capped_zero_box(self.predict(model, studies, device, n_phrases), max_zero_fraction)
         shape = (self.image_size,) * model.config.spatial_dims
         t, res = choose_threshold(preds, shape)
         o = res["overall"]
-        return {
+        row = {
             "val_threshold": t,
             "val_mIoU": o["mIoU"],
             "val_P@F1=1": o["P@F1=1"],
@@ -312,6 +388,11 @@ class MedGrounderTrain(PlainTrainTask):
             "val_N-Acc": res["zero"]["N-Acc"],
             "val_sentences": o["n"],
         }
+        replayed = self.predict(model, studies, device, VAL_PHRASES, report=False) if stage == 2 else []
+        if replayed:
+            r = evaluate(replayed, shape, t)
+            row.update({"val_replay_mIoU": r["overall"]["mIoU"], "val_replay_P@F1=1": r["overall"]["P@F1=1"], "val_replay_sentences": r["overall"]["n"]})
+        return row
 
     # ------------------------------------------------------------------ persistence
     def _load_pretrained(self, model: MedGrounder) -> Optional[str]:
@@ -353,6 +434,7 @@ class MedGrounderTrain(PlainTrainTask):
         torch.manual_seed(int(req["seed"]))
 
         model = self._network
+        replay_frac = stage1_replay_fraction(req, stage)  # a bad value fails before any study is read
         studies, skipped = self.load_studies(datastore, stage, req)
         if not studies:
             raise ValueError(f"MedGrounder train (stage {stage}): no usable study; skipped: {skipped}")
@@ -366,7 +448,7 @@ class MedGrounderTrain(PlainTrainTask):
         n_phrases = int(req["phrases_per_study"])
         zero_frac = float(ZERO_BOX_FRACTION[stage] if req.get("zero_box_fraction") in (None, "") else req["zero_box_fraction"])
         key = KEY_METRIC[stage]
-        n_boxes = [len(t) for s in studies for t in s.targets]
+        n_boxes = [len(t) for s in studies for t in s.targets[: s.n_report]] if stage == 2 else [len(t) for s in studies for t in s.targets]
         stats: dict[str, Any] = {
             "name": self.task_name,
             "stage": stage,
@@ -384,6 +466,9 @@ class MedGrounderTrain(PlainTrainTask):
             "skipped": skipped,
             "learning_rate": lr,
             "zero_box_fraction": zero_frac,
+            "stage1_replay_fraction": replay_frac,
+            "n_replay_phrases": sum(len(s.texts) - s.n_report for s in studies) if stage == 2 else 0,
+            "replay_excluded_nouns": list(self.replay_excluded_nouns) if stage == 2 else [],
             "device": str(device),
             "pretrained": pretrained,
             "publish_path": self.publish_path,
@@ -400,7 +485,7 @@ class MedGrounderTrain(PlainTrainTask):
                 group = order[a : a + per_step]
                 texts, targets, index = [], [], []
                 for k, s in enumerate(group):
-                    for i in self.sample_sentences(s, cap, rng, n_phrases, zero_frac):
+                    for i in self.sample_sentences(s, cap, rng, n_phrases if stage == 1 else 0, zero_frac, replay_frac):
                         texts.append(s.texts[i])
                         targets.append(s.targets[i].to(device))
                         index.append(k)

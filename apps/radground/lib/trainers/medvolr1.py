@@ -11,7 +11,8 @@ validates: DSC / IoU of greedy answers on the slice sequence, written to ``train
 * ``grpo``: needs an SFT'd policy (published or bundled; 002 Table 2(a): RL without SFT does not
   converge); ``reward_without`` (comma list of f, a, s, c) zeroes reward terms (the ablations);
   ``grpo_steps`` updates of ``queries_per_step`` groups of ``group_size`` samples; ``lora_only``
-  (default true) trains the LoRA adapters only.
+  (default true) trains the LoRA adapters only; ``temperature`` is the rollouts' sampling
+  temperature (the variant's default).
 
 Both publish ``{"policy", "propagator", ..., "stage"}`` to ``publish_path`` (atomically) at the end,
 and stop early (publishing what they have) at ``max_minutes``.
@@ -66,6 +67,7 @@ class MedVolR1Train(PlainTrainTask):
             "queries_per_step": s.get("queries_per_step", 1),
             "lora_only": s.get("grpo_lora_only", True),
             "beta": s["beta"],
+            "temperature": s.get("grpo_temperature", 1.0),
             "delta": s["delta"],
             "reward_without": "",
             "topk": 3,
@@ -136,7 +138,7 @@ class MedVolR1Train(PlainTrainTask):
             stats["sft_loss"] = train_sft(policy, train, SFTSettings(epochs=int(req["sft_epochs"]), lr=lr, topk=int(req["topk"]), seed=seed), should_stop)
         else:
             lr = float(req["learning_rate"] or self.settings["grpo_lr"])
-            gs = GRPOSettings(steps=int(req["grpo_steps"]), group_size=int(req["group_size"]), queries_per_step=int(req["queries_per_step"]), lora_only=truthy(req["lora_only"]), lr=lr, beta=float(req["beta"]), delta=int(req["delta"]), weights=weights, seed=seed)
+            gs = GRPOSettings(steps=int(req["grpo_steps"]), group_size=int(req["group_size"]), queries_per_step=int(req["queries_per_step"]), lora_only=truthy(req["lora_only"]), lr=lr, beta=float(req["beta"]), temperature=float(req["temperature"]), delta=int(req["delta"]), weights=weights, seed=seed)
             stats["grpo"] = train_grpo(policy, propagator, train, gs, should_stop)
             stats["reward_weights"] = weights
         if val:

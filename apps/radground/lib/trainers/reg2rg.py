@@ -21,6 +21,10 @@ Two choices 004 does not need to make, both off by default (the paper's behaviou
 - ``select_by: finding_f1``: the checkpoint is chosen by the finding-mention F1 of greedy reports
   on the validation studies (the project's parser labels both sides, as the CE metric does)
   instead of the LM loss, which the wording of normal sentences dominates.
+
+``region_masks``: ``truth`` (the datastore's ``regions``/``organs`` label) or ``anatomy`` (the
+anatomy task's structure map, the masks the infer task serves with, as 004 trains on SAT's;
+computed once per study and cached on disk by :mod:`lib.trainers.reg2rg_masks`).
 """
 from __future__ import annotations
 
@@ -51,10 +55,13 @@ from lib.metrics.report_generation import clinical_efficacy, finding_labels, reg
 from lib.networks.reg2rg import Reg2RG
 from lib.networks.reg2rg.decode import write_region_reports
 from lib.trainers.common import PlainTrainTask, save_checkpoint_atomic, write_stats
+from lib.trainers.reg2rg_masks import AnatomyRegionMasks
 
 logger = logging.getLogger(__name__)
 
 REGIONS_TAG, ORGANS_TAG = "regions", "organs"
+ANATOMY_KIND = "anatomy"  # label_kind of a study whose region map comes from the anatomy task
+REGION_MASK_SOURCES = ("truth", "anatomy")
 
 
 @dataclass
@@ -145,7 +152,9 @@ class Reg2RGTrain(PlainTrainTask):
     ``pretrained`` (start from the bundled weights), ``device``, ``seed``, ``normal_region_keep`` (1 =
     every region every step), ``select_by`` (``val_loss`` or ``finding_f1``), ``val_max_studies``
     (validation studies whose reports are generated for ``finding_f1``), ``max_new_tokens``,
-    ``grad_accum_steps`` (studies per optimiser step: 004 trains with an effective batch of 16)."""
+    ``grad_accum_steps`` (studies per optimiser step: 004 trains with an effective batch of 16),
+    ``region_masks`` (``truth``: the datastore's region/structure labels; ``anatomy``: the anatomy
+    task's maps, as served, cached under ``<model_dir>/anatomy_regions``)."""
 
     def __init__(
         self,
@@ -155,6 +164,7 @@ class Reg2RGTrain(PlainTrainTask):
         load_path: Optional[str] = None,
         description: str = "Train Reg2RG (region-guided report generation) on chest studies with reports",
         config: Optional[Mapping[str, Any]] = None,
+        anatomy_task: Any = None,
     ):
         super().__init__(description)
         self.model_dir = model_dir
@@ -162,6 +172,8 @@ class Reg2RGTrain(PlainTrainTask):
         self.publish_path = publish_path
         self.load_path = load_path
         self.stats_path = os.path.join(model_dir, "train_stats.json")
+        self.anatomy_task = anatomy_task  # the anatomy infer task, or a factory of it (region_masks: anatomy)
+        self._masks: Optional[AnatomyRegionMasks] = None
         self._config: dict[str, Any] = {
             "max_epochs": 10,
             "learning_rate": 5e-4,
@@ -178,12 +190,25 @@ class Reg2RGTrain(PlainTrainTask):
             "val_max_studies": 32,
             "max_new_tokens": 160,
             "grad_accum_steps": 1,
+            "region_masks": "anatomy" if anatomy_task is not None else "truth",
         }
         self._config.update(dict(config or {}))
 
     # ------------------------------------------------------------------ data
-    def datalist(self, datastore: Datastore) -> tuple[list[dict[str, Any]], dict[str, str]]:
-        """Usable chest studies ({image_id, image, label, label_kind, reports}) and {image_id: why not} for the rest."""
+    def region_masks(self) -> AnatomyRegionMasks:
+        """The cached anatomy-task region maps (``region_masks: anatomy``)."""
+        if self.anatomy_task is None:
+            raise ValueError("region_masks 'anatomy' needs the anatomy task (this train task was built without one)")
+        if self._masks is None:
+            self._masks = AnatomyRegionMasks(self.anatomy_task, os.path.join(self.model_dir, "anatomy_regions"))
+        return self._masks
+
+    def datalist(self, datastore: Datastore, masks: str = "truth") -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Usable chest studies ({image_id, image, label, label_kind, reports}) and {image_id: why not} for the rest.
+        ``masks``: ``truth`` needs a region or structure label per study; ``anatomy`` takes the region
+        map from the anatomy task when the study is loaded (``label`` None, ``label_kind`` anatomy)."""
+        if masks not in REGION_MASK_SOURCES:
+            raise ValueError(f"region_masks must be one of {REGION_MASK_SOURCES}, got {masks!r}")
         entries, skipped = [], {}
         for image_id in sorted(datastore.list_images()):
             try:
@@ -192,13 +217,13 @@ class Reg2RGTrain(PlainTrainTask):
                 if body_part_of(studies_dir, image_id) not in (None, "chest"):
                     skipped[image_id] = "other_body"
                     continue
-                label, kind = None, None
-                for tag in (REGIONS_TAG, ORGANS_TAG):
+                label, kind = None, (ANATOMY_KIND if masks == "anatomy" else None)
+                for tag in (REGIONS_TAG, ORGANS_TAG) if masks == "truth" else ():
                     lid = datastore.get_label_by_image_id(image_id, tag)
                     if lid:
                         label, kind = datastore.get_label_uri(lid, tag), tag
                         break
-                if label is None:
+                if kind is None:
                     skipped[image_id] = "no_region_masks"
                     continue
                 report = read_report(studies_dir, image_id) or (datastore.get_image_info(image_id) or {}).get("report")
@@ -216,7 +241,10 @@ class Reg2RGTrain(PlainTrainTask):
     def load_study(self, entry: Mapping[str, Any]) -> Optional[RegionStudy]:
         cfg = self._network.config
         img = load_oriented(entry["image"])
-        lab = load_oriented(entry["label"]).astype(np.int32)
+        if entry["label_kind"] == ANATOMY_KIND:
+            lab = self.region_masks().regions(entry["image"])
+        else:
+            lab = load_oriented(entry["label"]).astype(np.int32)
         if entry["label_kind"] == ORGANS_TAG:
             lab = region_map(lab)
         regions = [r for r in entry["reports"]]
@@ -304,8 +332,14 @@ class Reg2RGTrain(PlainTrainTask):
         rng = np.random.default_rng(int(req["seed"]))
         torch.manual_seed(int(req["seed"]))
 
+        masks = str(req["region_masks"]).strip().lower()
+        if masks not in REGION_MASK_SOURCES:
+            raise ValueError(f"region_masks must be one of {REGION_MASK_SOURCES}, got {req['region_masks']!r}")
+        if masks == "anatomy":
+            self.region_masks()  # no anatomy task: a clear error, not every study skipped
+
         model = self._network
-        entries, skipped = self.datalist(datastore)
+        entries, skipped = self.datalist(datastore, masks)
         studies = []
         for e in entries:
             try:
@@ -347,6 +381,7 @@ class Reg2RGTrain(PlainTrainTask):
             "best_metric_epoch": None,
             "key_metric_name": select_by,
             "normal_region_keep": keep if balance else 1.0,
+            "region_masks": masks,
             "abnormal_rates": {r: round(v, 3) for r, v in rates.items()},
         }
         best: tuple[float, float] = (-math.inf, -math.inf)  # (finding F1 or -loss, -loss): higher is better

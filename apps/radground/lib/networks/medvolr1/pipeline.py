@@ -6,7 +6,7 @@ output the same way (strictly: a malformed answer is a :class:`FormatFailure`, n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -37,11 +37,20 @@ def answer(policy: MedVolPolicy, seq: SliceSequence, query: str, max_new_tokens:
     return text, parse_response(text, seq.n_slices, seq.size), policy.confidence(prompt, ids)
 
 
-def ground(policy: MedVolPolicy, propagator: SlicePropagator, seq: SliceSequence, query: str, to_source: bool = True, max_new_tokens: int = 96) -> Grounding:
+#: another lift of the anchor: (sequence, key slice index, boxes) -> (sequence mask, source mask)
+Lift = Callable[[SliceSequence, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def ground(policy: MedVolPolicy, propagator: SlicePropagator, seq: SliceSequence, query: str, to_source: bool = True, max_new_tokens: int = 96, lift: Optional[Lift] = None) -> Grounding:
+    """``lift`` replaces the slice propagator (MedSAM2, :mod:`.medsam2`) when given."""
     text, parsed, conf = answer(policy, seq, query, max_new_tokens)
     if isinstance(parsed, FormatFailure):
         return Grounding(text, parsed, conf)
-    m = propagate(propagator, seq.image, parsed.slice_index, np.asarray(parsed.boxes, float))
+    boxes = np.asarray(parsed.boxes, float)
+    if lift is not None:
+        m, source = lift(seq, parsed.slice_index, boxes)
+        return Grounding(text, parsed, conf, m, source if to_source else None)
+    m = propagate(propagator, seq.image, parsed.slice_index, boxes)
     return Grounding(text, parsed, conf, m, mask_to_source(m, seq) if to_source else None)
 
 

@@ -141,8 +141,11 @@ class MedVolPolicy:
         response would break the next forward's image-feature count)."""
         from lib.networks.vlm.tokenizer import IM_START, IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_PAD, VISION_START
 
-        vocab = self.tokenizer.get_vocab()
-        return [vocab[t] for t in (IM_START, IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_PAD, VISION_START) if t in vocab]
+        if getattr(self, "_suppressed", None) is None:  # a real Qwen vocabulary is large: look it up once
+            ids = self.tokenizer.convert_tokens_to_ids([IM_START, IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_PAD, VISION_START])
+            unk = self.tokenizer.unk_token_id
+            self._suppressed = [int(i) for i in ids if i is not None and i != unk]
+        return list(self._suppressed)
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         return [self.tokenizer.decode(row, skip_special_tokens=True) for row in ids]
@@ -154,8 +157,10 @@ class MedVolPolicy:
         after = (torch.cumsum(is_eos, 1) - is_eos) > 0
         return (~after).float()
 
-    def token_logprobs(self, prompt: Prompt, ids: torch.Tensor, model=None) -> torch.Tensor:
-        """(G, L) log π(o_t | p, o_<t) of the response tokens ``ids`` (G, L)."""
+    def token_logprobs(self, prompt: Prompt, ids: torch.Tensor, model=None, temperature: float = 1.0) -> torch.Tensor:
+        """(G, L) log π(o_t | p, o_<t) of the response tokens ``ids`` (G, L), under the distribution
+        :meth:`generate` samples from: logits / ``temperature``, with the suppressed tokens removed.
+        So π_old of eq. 3 is exactly the sampling policy and the ratio starts at 1."""
         model = model or self.model
         G = ids.shape[0]
         p = {k: v.repeat(G, 1) for k, v in prompt.enc.items()}
@@ -165,7 +170,10 @@ class MedVolPolicy:
         mm = torch.cat([p["mm_token_type_ids"], torch.zeros_like(ids)], 1)
         many = concat_inputs([prompt.vis] * G)
         logits = model(input_ids=input_ids, attention_mask=attention, mm_token_type_ids=mm, pixel_values=many.pixel_values, image_grid_thw=many.image_grid_thw).logits
-        logits = logits[:, Lp - 1 : -1].float()
+        logits = logits[:, Lp - 1 : -1].float() / float(temperature)
+        sup = self.suppressed_ids()
+        if sup:  # finite, so a (never sampled) suppressed id cannot turn a ratio into nan
+            logits[..., sup] = -1e9
         return torch.log_softmax(logits, -1).gather(-1, ids[..., None])[..., 0]
 
     def confidence(self, prompt: Prompt, ids: torch.Tensor) -> float:

@@ -333,13 +333,10 @@ class Reg2RGTrain(PlainTrainTask):
         torch.manual_seed(int(req["seed"]))
 
         masks = str(req["region_masks"]).strip().lower()
-        if masks not in REGION_MASK_SOURCES:
-            raise ValueError(f"region_masks must be one of {REGION_MASK_SOURCES}, got {req['region_masks']!r}")
+        model = self._network
+        entries, skipped = self.datalist(datastore, masks)  # checks the value of region_masks
         if masks == "anatomy":
             self.region_masks()  # no anatomy task: a clear error, not every study skipped
-
-        model = self._network
-        entries, skipped = self.datalist(datastore, masks)
         studies = []
         for e in entries:
             try:

@@ -55,7 +55,7 @@ def test_a_valid_answer_becomes_a_mask_on_the_input_grid(setup, monkeypatch):
         assert 0 <= z < img.shape[2] and all(b[0][2] == b[1][2] == z for b in res["boxes_vox"])
         (lo, hi), = res["boxes_vox"]
         assert lo[0] == 10 and hi[0] == 39  # 64-pixel slice on a 64-voxel grid: same pixels
-        assert res["think"] == "The query refers to the liver." and 0 < res["confidence"] <= 1
+        assert res["think"] == "The query refers to the liver." and 0 < res["confidence"] <= 1 and res["decoding"] == "greedy"
         assert res["n_voxels"] == int(lab.sum())
         assert res["label_names"] == {"the organ that secretes bile": 1}
         g = res["grounding"]
@@ -73,6 +73,27 @@ def test_malformed_policy_output_is_a_422_and_writes_nothing(setup, monkeypatch)
     with pytest.raises(PolicyFormatError) as e:
         task({"image": image, "query": "the organ that stores bile", "device": "cpu"})
     assert e.value.status_code == 422 and "slice" in e.value.message
+    assert labels_now() == before
+
+
+def test_a_malformed_greedy_answer_falls_back_to_the_best_wellformed_sample(setup, monkeypatch):
+    """Greedy malformed, one of the samples well-formed: that sample answers, and the answer says
+    so; with ``fallback_samples`` 0 the same request is a 422."""
+    task, image = setup
+    bad = '<think>x</think><answer>{"slice": 99, "bbox_2d_list": [[1,2,3,4]]}</answer>'
+    good = format_response("The query refers to the liver.", 7, [[12, 14, 40, 44]])
+    monkeypatch.setattr(MedVolPolicy, "decode", lambda self, ids: [bad] if ids.shape[0] == 1 else [bad] + [good] * (ids.shape[0] - 1))
+    label_file, res = task({"image": image, "query": "the organ that stores bile", "device": "cpu"})
+    try:
+        assert res["key_slice"] == 7 and res["response"] == good and res["n_voxels"] > 0
+        assert res["decoding"].startswith("sampled: the greedy answer was malformed (slice")
+    finally:
+        os.remove(label_file)
+    before = labels_now()
+    with pytest.raises(PolicyFormatError):
+        task({"image": image, "query": "the organ that stores bile", "device": "cpu", "fallback_samples": 0})
+    with pytest.raises(InvalidParamsError, match="fallback_samples"):
+        task({"image": image, "query": "the organ that stores bile", "device": "cpu", "fallback_samples": 99})
     assert labels_now() == before
 
 

@@ -74,6 +74,31 @@ def test_weak_loss_small_when_prediction_matches_report():
     assert bad > good + 1.0
 
 
+def test_response_consistency_prefers_the_reported_blob_and_moves_the_response_toward_it():
+    """L_con on the response map: a response peaked on the reported blob (in the organ, the reported
+    volume and HU) scores lower than one peaked on a wrong blob, and its gradient raises the
+    response on the reported blob while lowering it outside the organ."""
+    w = LossWeights(resp_temperature=0.1, lambda_weak_response=1.0)
+
+    def response_consistency_loss(responses, targets, organ, organ_hu, hu, voxel_ml, weights):
+        probs = torch.zeros_like(responses)  # no refined mask: only the response term counts
+        return weak_loss(probs, [None] * len(targets), targets, organ, organ_hu, hu, voxel_ml, weights=weights, responses=responses)[1]["con_response"]
+
+    _, organ, hu, t = _scene(True)  # the true blob: 27 voxels at 10 HU in x 2:5
+    right = torch.full((1, 16, 16, 16), -1.0)
+    right[0, 2:5, 2:5, 2:5] = 1.0
+    wrong = torch.full((1, 16, 16, 16), -1.0)
+    wrong[0, 9:12, 2:5, 2:5] = 1.0  # same size, outside the organ, at 60 HU
+    good = response_consistency_loss(right, [t], organ, [60.0], hu, VOX_ML, weights=w)
+    bad = response_consistency_loss(wrong, [t], organ, [60.0], hu, VOX_ML, weights=w)
+    assert good.item() < 0.01 and bad.item() > 1.0
+    flat = torch.zeros(1, 16, 16, 16, requires_grad=True)  # undecided: the same response everywhere
+    response_consistency_loss(flat, [t], organ, [60.0], hu, VOX_ML, weights=w).backward()
+    g = -flat.grad[0]  # descent direction
+    assert g[2:5, 2:5, 2:5].mean() > g[:8].mean() > g[8:].mean()  # blob > rest of the organ > outside
+    assert response_consistency_loss(right[:0], [], organ[:0], [], hu, VOX_ML, weights=w).item() == 0.0
+
+
 def test_attribute_loss_skips_missing_values():
     vol = torch.tensor([0.054, 0.054])
     t = [LesionTarget(organ="liver"), LesionTarget(organ="liver", volume_ml=0.027)]
@@ -81,6 +106,8 @@ def test_attribute_loss_skips_missing_values():
     assert attribute_loss(vol, None, t, [None, None], valid=torch.tensor([True, False])).item() == 0.0
     assert attribute_loss(vol * 100, None, t, [None, None]).item() == pytest.approx(199.0**2, rel=1e-4)
     assert attribute_loss(vol * 100, None, t, [None, None], delta=1.0).item() == pytest.approx(2 * 199.0 - 1, rel=1e-4)
+    assert attribute_loss(vol * 100, None, t, [None, None], log_volume=True).item() == pytest.approx(math.log(200.0) ** 2, rel=1e-4)
+    assert attribute_loss(vol / 2, None, t, [None, None], log_volume=True).item() == pytest.approx(0.0, abs=1e-6)
     rel = [LesionTarget(organ="liver", hu_range=(-200.0, -15.0), hu_relative=True)]
     mu = torch.tensor([50.0])
     assert attribute_loss(vol[:1], mu, rel, [None]).item() == 0.0  # organ mean unknown: no HU target

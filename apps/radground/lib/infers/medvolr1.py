@@ -1,17 +1,20 @@
 """``medvolr1``: image + free-form query -> key slice + 2D boxes + reasoning -> 3D mask (002).
 
 Request: ``params["query"]`` (e.g. "the organ that stores bile", "the kidney that contains the
-cyst"); optional ``max_new_tokens`` (1..512). The policy reads the volume as a uniformly sampled
+cyst"); optional ``max_new_tokens`` (1..512) and ``fallback_samples`` (0..16, default 4: when
+the greedy answer is malformed, that many seeded samples at T = 0.5 are drawn and the most confident
+well-formed one answers; 0 = greedy only). The policy reads the volume as a uniformly sampled
 slice sequence, answers ``<think>..</think><answer>{"slice": k, "bbox_2d_list": [...]}</answer>``,
 and the propagator lifts the key slice's boxes to a 3D mask, written on the input grid (label 1).
 
 Answer (``params``): ``query``; ``key_slice`` (``k`` as answered, 1-based in the sequence) and
 ``key_slice_z`` (that slice's index along the input's third axis); ``boxes_2d`` (the answer's
 [x1, y1, x2, y2] pixels of the S x S slice) and ``boxes_vox`` (each as [lo, hi] inclusive voxel
-indices of the input on the key slice); ``think``; ``response`` (the raw text); ``confidence``
+indices of the input on the key slice); ``think``; ``response`` (the raw text); ``decoding`` (``greedy``, or ``sampled: ...`` naming the
+greedy answer's defect); ``confidence``
 (exp of the mean token log-probability of the response: rewards-free, from the policy alone);
 ``n_voxels``, ``volume_ml``; ``label_names``; ``propagator`` (``name``: ``medsam2`` or
-``slice_propagator``, and the ``reason``: why MedSAM2 was or was not used). A response that does not parse strictly is a 422
+``slice_propagator``, and the ``reason``: why MedSAM2 was or was not used). When no answer parses strictly it is a 422
 (:class:`PolicyFormatError`) naming what was wrong, with no label written.
 """
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
-from lib.errors import InvalidParamsError
 from lib.infers.base import RadgroundInferTask
+from lib.infers.params import bounded_int, query_text
 from lib.networks.medvolr1.answer import require
 from lib.networks.medvolr1.medsam2 import MEDSAM2, SLICE_PROPAGATOR, MedSAM2Propagator, PropagatorChoice, choose_propagator
 from lib.networks.medvolr1.pipeline import ground
@@ -35,29 +38,16 @@ logger = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 300
 MAX_LABEL_CHARS = 60
+#: a malformed greedy answer -> this many seeded samples at T = 0.5; the most confident well-formed one answers
+DEFAULT_FALLBACK_SAMPLES = 4
 
 
 def validated_query(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidParamsError("medvolr1 needs a non-empty text query in params['query'] (e.g. 'the organ that stores bile')")
-    q = " ".join(value.split())
-    if len(q) > MAX_QUERY_CHARS:
-        raise InvalidParamsError(f"the query is longer than {MAX_QUERY_CHARS} characters")
-    if any(not ch.isprintable() for ch in q):
-        raise InvalidParamsError("the query holds non-printable characters")
-    return q
+    return query_text(value, MAX_QUERY_CHARS, "the organ that stores bile")
 
 
 def validated_max_tokens(value: Any, default: int = 96) -> int:
-    if value is None:
-        return default
-    try:
-        n = int(value)
-    except (TypeError, ValueError) as e:
-        raise InvalidParamsError(f"max_new_tokens must be an integer in 1..512, got {value!r}") from e
-    if not 1 <= n <= 512:
-        raise InvalidParamsError(f"max_new_tokens must be an integer in 1..512, got {n}")
-    return n
+    return bounded_int(value, "max_new_tokens", 1, 512, default)
 
 
 def source_boxes(boxes_2d, seq, z: int) -> list[list[list[int]]]:
@@ -89,7 +79,7 @@ class MedVolR1Infer(RadgroundInferTask):
             labels={},
             dimension=3,
             description="MedVol-R1: a free-form query -> key slice + 2D boxes (with reasoning) -> 3D mask by propagation",
-            config={"query": "", "max_new_tokens": 96},
+            config={"query": "", "max_new_tokens": 96, "fallback_samples": DEFAULT_FALLBACK_SAMPLES},
             **kw,
         )
 
@@ -144,12 +134,13 @@ class MedVolR1Infer(RadgroundInferTask):
     def run_inferer(self, data: dict[str, Any], convert_to_batch=True, device="cuda"):
         query = validated_query(data.get("query"))
         max_new = validated_max_tokens(data.get("max_new_tokens"))
+        fallback = bounded_int(data.get("fallback_samples"), "fallback_samples", 0, 16, DEFAULT_FALLBACK_SAMPLES)
         policy, propagator, ckpt = self.system()
         volume = np.asarray(data["image"])[0]
         affine = np.asarray(data["source_affine"], float)
         seq = to_sequence(volume, policy.n_slices, policy.size)
         lift, used = self.lift_for(volume, propagator)
-        g = ground(policy, propagator, seq, query, True, max_new, lift=lift)
+        g = ground(policy, propagator, seq, query, True, max_new, lift=lift, fallback_samples=fallback)
         parsed = require(g.parsed)  # malformed -> 422, nothing written
         mask = g.source_mask
         z = int(seq.z_index[parsed.slice_index])
@@ -166,6 +157,7 @@ class MedVolR1Infer(RadgroundInferTask):
             "boxes_vox": source_boxes(parsed.boxes, seq, z),
             "think": parsed.think,
             "response": g.text,
+            "decoding": "greedy" if g.greedy_failure is None else f"sampled: the greedy answer was malformed ({g.greedy_failure.reason})",
             "confidence": round(float(g.confidence), 4),
             "n_voxels": int(mask.sum()),
             "volume_ml": round(float(mask.sum()) * vox_ml, 3),

@@ -29,6 +29,7 @@ from lib.anatomy.labels import REGION_IDS, region_map
 from lib.data.region_reports import ORIENTATION, REGION_NAMES, region_inputs
 from lib.errors import InvalidImageError, InvalidParamsError
 from lib.infers.base import RadgroundInferTask
+from lib.infers.params import bounded_int
 from lib.networks.reg2rg.decode import write_region_reports
 from lib.transforms.ct import CheckCTd, RememberGeometryd
 from lib.transforms.anatomy import AnatomyLabeld
@@ -102,12 +103,7 @@ class Reg2RGInfer(RadgroundInferTask):
 
     def run_inferer(self, data: dict[str, Any], convert_to_batch=True, device="cuda"):
         wanted = requested_regions(data.get("regions"))
-        try:
-            max_new = int(data.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
-        except (TypeError, ValueError) as e:
-            raise InvalidParamsError("params.max_new_tokens must be an integer") from e
-        if not 1 <= max_new <= 4096:
-            raise InvalidParamsError("params.max_new_tokens must be between 1 and 4096")
+        max_new = bounded_int(data.get("max_new_tokens"), "max_new_tokens", 1, 4096, DEFAULT_MAX_NEW_TOKENS)
         network = self._get_network(device, data)
         cfg = network.config
         image = np.asarray(data["image"][0], dtype=np.float32)

@@ -36,6 +36,7 @@ from lib.data.region_reports import ORIENTATION
 from lib.data.slice_grounding import QUESTIONS, TASK_TOKENS
 from lib.errors import InvalidParamsError
 from lib.infers.base import RadgroundInferTask
+from lib.infers.params import bounded_int, query_text
 from lib.transforms.ct import load_ct
 
 logger = logging.getLogger(__name__)
@@ -48,13 +49,7 @@ KNOWN_TARGETS = sorted({ORGAN_DISPLAY[k] for k in ABDOMEN_ORGANS} | {f"{ORGAN_DI
 
 def parse_query(value: Any) -> tuple[str, Optional[str]]:
     """(query text, known target or None). Raises InvalidParamsError on an empty or hostile query."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidParamsError("params.query must be a non-empty string, e.g. 'liver' or 'left kidney'")
-    if len(value) > MAX_QUERY_CHARS:
-        raise InvalidParamsError(f"params.query is longer than {MAX_QUERY_CHARS} characters")
-    text = " ".join(value.replace("\x00", " ").split())
-    if not text.isprintable():
-        raise InvalidParamsError("params.query holds control characters")
+    text = query_text(value, MAX_QUERY_CHARS, "left kidney")
     key = text.lower().removeprefix("the ").rstrip(".?!")
     return text, (key if key in KNOWN_TARGETS else None)
 
@@ -140,12 +135,7 @@ class SegDetExplainInfer(RadgroundInferTask):
         task = str(data.get("task") or "segdet")
         if task not in QUESTIONS:
             raise InvalidParamsError(f"params.task must be one of {sorted(QUESTIONS)}")
-        try:
-            max_new = int(data.get("max_new_tokens", 96))
-        except (TypeError, ValueError) as e:
-            raise InvalidParamsError("params.max_new_tokens must be an integer") from e
-        if not 8 <= max_new <= 1024:
-            raise InvalidParamsError("params.max_new_tokens must be between 8 and 1024")
+        max_new = bounded_int(data.get("max_new_tokens"), "max_new_tokens", 8, 1024, 96)
         closer = truthy(data.get("closer", True))
         want = TASK_TOKENS[task] if truthy(data.get("force_routing", False)) else ()
         image = np.asarray(data["image"][0], dtype=np.float32)

@@ -26,6 +26,17 @@
   not right: P* = argmax_k s_i^(k) is not differentiable, so nothing else tells W_s and eta which
   candidate is the described lesion.
 
+* L_con on the response map (weight ``lambda_weak_response``, a departure): eq. 7's L_attr + L_org
+  also applied to q_i = sigmoid(S_i / ``resp_temperature``), lesion i's whole-volume prediction
+  before candidate extraction. The paper applies them to "the prediction" of lesion i; applied only
+  to the refined mask of the *chosen* candidate they cannot move the lesion: a report-only study
+  whose verifier picks the wrong blob has that blob's volume and HU pulled toward the report, which
+  reinforces the mistake. On the response map the same report facts (inside organ o(i), V_i^r ml,
+  density mu_i^r) say where the lesion can be, whatever candidate was chosen. Its volume term is
+  |log(V_i / V_i^r)| (Huber-ised): with the relative error, an undecided response covering the
+  crop (10^3-10^5 x the lesion) gave losses of 10^5 that flattened the response map (first run:
+  validation LLS 0 for 30 epochs).
+
 The paper gives no lambda, tau or eps values; :class:`LossWeights` holds the chosen defaults.
 Terms whose inputs are missing (no candidate, no reported value, no mask) contribute zero.
 """
@@ -65,6 +76,7 @@ class LossWeights:
     resp_temperature: float = 0.1
     lambda_ver: float = 1.0  # candidate-choice CE of L_seg (0: eq. 4 trained by L_uni only, as the paper)
     attr_delta: Optional[float] = 1.0  # L_attr terms quadratic up to this relative error, linear beyond (None: the paper's pure square)
+    lambda_weak_response: float = 0.0  # L_con on the response map (0: on the refined mask only, as the paper)
 
     @classmethod
     def from_dict(cls, d: Optional[Mapping[str, Any]]) -> "LossWeights":
@@ -132,14 +144,19 @@ def attribute_loss(
     hu_floor: float = 20.0,
     eps: float = 1e-6,
     delta: Optional[float] = None,
+    log_volume: bool = False,
 ) -> torch.Tensor:
     """L_attr: volume and mean-HU agreement with the report, summed over lesions (pure squares
-    unless ``delta`` is given)."""
+    unless ``delta`` is given). ``log_volume``: the volume error is |log(V_i / V_i^r)| instead of
+    the relative error, whose gradient per voxel (1 / V^r) is huge for a small lesion when V_i is
+    a whole-volume response many times the lesion's size."""
     terms = []
     for i, t in enumerate(targets):
         if valid is not None and not bool(valid[i]):
             continue
-        if t.has_volume:
+        if t.has_volume and log_volume:
+            terms.append(squared_error(torch.log((volumes[i] + eps) / float(t.volume_ml)).abs(), delta))
+        elif t.has_volume:
             terms.append(relative_error_sq(volumes[i], float(t.volume_ml), float(t.volume_ml), 0.0, eps, delta))
         interval = t.hu_interval(organ_mean_hu[i] if i < len(organ_mean_hu) else None)
         if mean_hu is not None and interval is not None:
@@ -213,6 +230,25 @@ def verification_loss(scores: Sequence[Optional[torch.Tensor]], targets: Sequenc
     return torch.stack(terms).sum()
 
 
+def consistency_terms(
+    probs: torch.Tensor,
+    targets: Sequence[LesionTarget],
+    organ_masks: torch.Tensor,
+    organ_mean_hu: Sequence[Optional[float]],
+    hu_image: Optional[torch.Tensor],
+    voxel_ml: float,
+    valid: Optional[torch.Tensor],
+    organ_valid: Optional[torch.Tensor],
+    w: LossWeights,
+    log_volume: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_attr, L_org) of soft masks (N, X, Y, Z) against the report."""
+    vol = lesion_volumes(probs, voxel_ml)
+    mu = lesion_mean_hu(probs, hu_image, w.eps) if hu_image is not None else None
+    l_attr = attribute_loss(vol, mu, targets, organ_mean_hu, valid, w.hu_floor, w.eps, w.attr_delta, log_volume)
+    return l_attr, organ_loss(probs, organ_masks, organ_valid, w.eps)
+
+
 def weak_loss(
     probs: torch.Tensor,
     scores: Sequence[Optional[torch.Tensor]],
@@ -224,21 +260,26 @@ def weak_loss(
     valid: Optional[torch.Tensor] = None,
     organ_valid: Optional[torch.Tensor] = None,
     weights: Optional[LossWeights] = None,
+    responses: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_weak of eq. 7 and its parts. ``valid`` (N,) marks lesions with a prediction;
-    ``organ_valid`` (N,) those whose organ mask is known."""
+    ``organ_valid`` (N,) those whose organ mask is known. With ``responses`` (N, X, Y, Z) and
+    ``lambda_weak_response`` > 0, L_con is also taken on sigmoid(S_i / resp_temperature) (part
+    ``con_response``; see the module docstring)."""
     w = weights or LossWeights()
     n = probs.shape[0]
+    organ_known = None if organ_valid is None else organ_valid.to(probs.device)
     valid = torch.ones(n, dtype=torch.bool, device=probs.device) if valid is None else valid.to(probs.device)
-    organ_valid = valid if organ_valid is None else (organ_valid.to(probs.device) & valid)
-    vol = lesion_volumes(probs, voxel_ml)
-    mu = lesion_mean_hu(probs, hu_image, w.eps) if hu_image is not None else None
+    organ_valid = valid if organ_known is None else (organ_known & valid)
     l_uni = uniqueness_loss(scores, w.tau).to(probs.device)
-    l_attr = attribute_loss(vol, mu, targets, organ_mean_hu, valid, w.hu_floor, w.eps, w.attr_delta)
-    l_org = organ_loss(probs, organ_masks, organ_valid, w.eps)
+    l_attr, l_org = consistency_terms(probs, targets, organ_masks, organ_mean_hu, hu_image, voxel_ml, valid, organ_valid, w)
     l_sep = separation_loss(probs, valid, w.eps)
-    total = w.lambda_uni * l_uni + w.lambda_con * (l_attr + l_org) + w.lambda_sep * l_sep
-    return total, {"uni": l_uni, "attr": l_attr, "org": l_org, "sep": l_sep, "con": l_attr + l_org}
+    con_resp = probs.new_zeros(())
+    if responses is not None and w.lambda_weak_response > 0 and responses.shape[0] > 0:
+        q = torch.sigmoid(responses / w.resp_temperature)
+        con_resp = sum(consistency_terms(q, targets, organ_masks, organ_mean_hu, hu_image, voxel_ml, None, organ_known, w, log_volume=True))
+    total = w.lambda_uni * l_uni + w.lambda_con * (l_attr + l_org) + w.lambda_sep * l_sep + w.lambda_weak_response * con_resp
+    return total, {"uni": l_uni, "attr": l_attr, "org": l_org, "sep": l_sep, "con": l_attr + l_org, "con_response": con_resp}
 
 
 def total_loss(l_seg: torch.Tensor, l_weak: torch.Tensor, has_mask: bool, weights: Optional[LossWeights] = None) -> torch.Tensor:
@@ -261,7 +302,7 @@ class GLeVELoss(nn.Module):
         device = logits.device
         if logits.shape[0] == 0:
             zero = out.features.sum() * 0.0
-            keys = ("total", "seg", "seg_refined", "seg_response", "seg_verification", "weak", "uni", "attr", "org", "sep", "con")
+            keys = ("total", "seg", "seg_refined", "seg_response", "seg_verification", "weak", "uni", "attr", "org", "sep", "con", "con_response")
             return {k: zero for k in keys}
         probs = torch.sigmoid(logits)
         valid = torch.tensor([les.refined_logits is not None for les in out.lesions], device=device)
@@ -277,6 +318,7 @@ class GLeVELoss(nn.Module):
             valid=valid,
             organ_valid=organ_valid,
             weights=self.weights,
+            responses=out.responses,
         )
         has_mask = target_masks is not None
         zero = logits.new_zeros(())
@@ -295,4 +337,7 @@ class GLeVELoss(nn.Module):
         total = total_loss(seg, weak, has_mask, self.weights)
         if not total.requires_grad and out.features.requires_grad:  # nothing predicted: keep backward() valid
             total = total + 0.0 * out.features.sum()
-        return {"total": total, "seg": seg, "seg_refined": seg_ref, "seg_response": seg_resp, "seg_verification": seg_ver, "weak": weak, **parts}
+        return {
+            "total": total, "seg": seg, "seg_refined": seg_ref, "seg_response": seg_resp, "seg_verification": seg_ver,
+            "weak": weak, **parts,
+        }

@@ -35,7 +35,7 @@ from lib.metrics.evaluation import markdown_table  # noqa: E402
 from scripts_common import APP_DIR, heldout_studies, score_lesion_model  # noqa: E402
 
 
-def train_arm(studies: str, model_dir: str, ratio: float, weak: bool, lambda_weak, args, lambda_response=None) -> dict:
+def train_arm(studies: str, model_dir: str, ratio: float, weak: bool, knobs: dict, args) -> dict:
     from main import RadGroundApp
 
     app = RadGroundApp(APP_DIR, studies, {"models": "gleve", "model_dir": model_dir})
@@ -50,10 +50,7 @@ def train_arm(studies: str, model_dir: str, ratio: float, weak: bool, lambda_wea
         "seed": args.seed,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
-    if lambda_weak is not None:
-        req["lambda_weak"] = lambda_weak
-    if lambda_response is not None:
-        req["lambda_weak_response"] = lambda_response
+    req.update(knobs)  # the arm's loss weights (lambda_weak, lambda_weak_response, lambda_weak_pseudo)
     if args.weak_per_epoch is not None:
         req["weak_per_epoch"] = args.weak_per_epoch
     if args.weak_start_epoch > 1:
@@ -79,6 +76,7 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--lambda-weak", default="", help="comma list of eq. 8 lambda_weak values, one '+ reports' arm each (default: the config's)")
     ap.add_argument("--lambda-weak-response", default="", help="comma list of lambda_weak_response values (L_con on the response map), one '+ reports' arm each")
+    ap.add_argument("--lambda-weak-pseudo", default="", help="comma list of lambda_weak_pseudo values (report-consistent pseudo-targets), one '+ reports' arm each")
     ap.add_argument("--no-alone", action="store_true", help="skip the 'masks alone' arm (e.g. when another process runs it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
@@ -94,18 +92,24 @@ def main() -> None:
     test_dir, test_seeds = heldout_studies(args.n_test, args.preset, prefix="radground_weak_test_")
 
     tables, rows = {}, []
-    lambdas = [float(x) for x in args.lambda_weak.split(",") if x.strip()] or [None]
+
+    def values(text: str) -> list:
+        return [float(x) for x in text.split(",") if x.strip()] or [None]
+
+    grid = [
+        {k: v for k, v in (("lambda_weak", lw), ("lambda_weak_response", lr), ("lambda_weak_pseudo", lp)) if v is not None}
+        for lw in values(args.lambda_weak) for lr in values(args.lambda_weak_response) for lp in values(args.lambda_weak_pseudo)
+    ]
     for ratio in [float(r) for r in args.ratios.split(",")]:
-        responses = [float(x) for x in args.lambda_weak_response.split(",") if x.strip()]
-        arms = [(True, lw, None) for lw in lambdas] if not responses else [(True, lw, lr) for lw in lambdas for lr in responses]
-        arms += [] if args.no_alone else [(False, None, None)]
-        for weak, lw, lr in arms:
-            knobs = ", ".join(f"{k} {v:g}" for k, v in (("lambda_weak", lw), ("lambda_weak_response", lr)) if v is not None)
-            name = f"{int(round(ratio * 100))}% masks" + ((" + reports" + (f" ({knobs})" if knobs else "")) if weak else " alone")
-            model_dir = os.path.join(work, f"model_r{ratio}_{'weak' if weak else 'masks'}_{lw}" + (f"_resp{lr:g}" if lr is not None else ""))
+        arms = [(True, knobs) for knobs in grid] + ([] if args.no_alone else [(False, {})])
+        for weak, knobs in arms:
+            desc = ", ".join(f"{k} {v:g}" for k, v in knobs.items())
+            name = f"{int(round(ratio * 100))}% masks" + ((" + reports" + (f" ({desc})" if desc else "")) if weak else " alone")
+            tag = "_".join(f"{k.replace('lambda_weak', 'lw')}{v:g}" for k, v in knobs.items())
+            model_dir = os.path.join(work, f"model_r{ratio}_{'weak' if weak else 'masks'}" + (f"_{tag}" if tag else ""))
             torch.manual_seed(args.seed)
             t0 = time.time()
-            stats = train_arm(studies, model_dir, ratio, weak, lw, args, lr)
+            stats = train_arm(studies, model_dir, ratio, weak, knobs, args)
             took = time.time() - t0
             tables[name], _ = score_lesion_model("gleve", test_dir, test_seeds, {"model_dir": model_dir})
             val = [(r["epoch"], round(r["val_LLS"], 3)) for r in stats.get("history", []) if "val_LLS" in r]

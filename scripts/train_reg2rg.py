@@ -157,6 +157,8 @@ def stage_masks(args) -> None:
 def stage_task(args) -> None:
     work = args.work or tempfile.mkdtemp(prefix="radground_reg2rg_")
     app, model_dir = training_app(args, work)
+    if args.init:  # continue from another run's checkpoint instead of the bundled one
+        app._trainers["reg2rg"].load_path = args.init
     stats = app.train(
         {
             "model": "reg2rg",
@@ -170,6 +172,9 @@ def stage_task(args) -> None:
             "val_max_studies": args.val_max,
             "val_interval": args.val_interval,
             "grad_accum_steps": args.accum,
+            "finding_aux_weight": args.aux_weight,
+            "decision_weight": args.decision_weight,
+            "texture_outside_hu": args.texture_outside_hu,
             "region_masks": args.region_masks,
             "device": "cuda" if torch.cuda.is_available() else "cpu",
         }
@@ -213,9 +218,13 @@ def main() -> None:
     task.add_argument("--normal-keep", type=float, default=1.0, help="region-balanced sampling: share of normal regions per step (full model)")
     task.add_argument("--select-by", default="val_loss", choices=("val_loss", "finding_f1"), help="checkpoint selection")
     task.add_argument("--accum", type=int, default=1, help="studies per optimiser step (004: 16)")
+    task.add_argument("--aux-weight", type=float, default=0.0, help="finding-label auxiliary loss on the visual tokens (0: off, 004)")
+    task.add_argument("--decision-weight", type=float, default=1.0, help="LM-loss weight of each region's prefix and first sentence (1: plain, 004)")
     task.add_argument("--val-interval", type=int, default=1, help="epochs between validations")
     task.add_argument("--val-max", type=int, default=32, help="validation studies whose reports are generated (finding_f1)")
     task.add_argument("--region-masks", default="anatomy", choices=("anatomy", "truth"), help="training masks: the anatomy task's (as served) or the studies' own")
+    task.add_argument("--texture-outside-hu", type=float, default=None, help="texture crop value outside the region mask (default -1024; -400 = 0 normalised)")
+    task.add_argument("--init", default=None, help="start from this checkpoint instead of the bundled one (chained runs)")
     task.add_argument("--no-ship", action="store_true", help="keep the checkpoint in --work/model, do not replace the bundled one")
     task.add_argument("--work", default=None, help="work folder, kept (default: a temp dir, removed)")
     masks = sub.add_parser("masks", help="fill the anatomy region-mask cache of --work's studies (before task --region-masks anatomy)")

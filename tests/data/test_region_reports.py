@@ -45,6 +45,10 @@ def test_texture_crop_is_the_masked_region_box(chest):
     want = normalise_hu(np.where(m[box], chest.image[box], -1024.0))
     assert np.allclose(exact.crops[0, 0].numpy(), want, atol=1e-5)
     assert exact.crops.min() >= normalise_hu(np.array(-2000.0)) - 1e-6
+    # another background (Reg2RGConfig.texture_outside_hu) changes only the voxels outside the mask
+    grey = region_inputs(chest.image, lab, image_size=size, mask_size=(8, 8, 4), regions=["heart"], outside_hu=-400.0)
+    assert np.allclose(grey.crops[0, 0].numpy(), normalise_hu(np.where(m[box], chest.image[box], -400.0)), atol=1e-5)
+    assert np.allclose(grey.crops[0, 0].numpy()[m[box]], want[m[box]]) and (~m[box]).any()
 
 
 def test_geometry_mask_keeps_position_and_size(chest):

@@ -150,3 +150,15 @@ def test_task_config_offers_the_task_only_with_a_tokenizer(setup, tmp_path):
     assert missing.infer() == {} and missing.trainer() is None
     with pytest.raises(ValueError):
         Reg2rg().init("reg2rg", str(tmp_path), {"reg2rg_tokenizer": tok_file, "reg2rg_features": "xyz"}, None)
+
+
+def test_the_crop_background_follows_the_checkpoint(setup, tmp_path):
+    """A checkpoint trained with another texture background (saved in its config) is served with it;
+    one without the key gets the network's (the paper's -1024 HU)."""
+    task, _, _, _, anatomy = setup
+    net = task._get_network("cpu", {})
+    assert task.texture_outside_hu(net.config) == -1024.0
+    ckpt = str(tmp_path / "grey.pt")
+    torch.save({"model": net.checkpoint_state_dict(), "config": {**net.config.to_dict(), "texture_outside_hu": -400.0}}, ckpt)
+    grey = Reg2RGInfer(path=[ckpt], network=net, anatomy_task=anatomy)
+    assert grey.texture_outside_hu(net.config) == -400.0

@@ -17,17 +17,19 @@ SCRIPT = os.path.join(ROOT, "scripts", "gleve_weak_supervision.py")
 def test_smallest_run_compares_the_same_masks_with_and_without_reports(tmp_path):
     out = str(tmp_path / "weak.json")
     args = ["--ratios", "0.5", "--n", "8", "--epochs", "2", "--val-interval", "1", "--weak-per-epoch", "1",
-            "--n-test", "2", "--preset", "tiny", "--threads", "1", "--work", str(tmp_path / "w"), "--json", out]
+            "--n-test", "2", "--preset", "tiny", "--threads", "1", "--work", str(tmp_path / "w"), "--json", out,
+            "--lambda-weak-response", "1", "--lambda-weak-pseudo", "1"]  # the optional weak terms run too
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     res = subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.load(open(out))
     weak, alone = data["arms"]
-    assert weak["arm"] == "50% masks + reports" and alone["arm"] == "50% masks alone"
+    name = "50% masks + reports (lambda_weak_response 1, lambda_weak_pseudo 1)"
+    assert weak["arm"] == name and alone["arm"] == "50% masks alone"
     assert weak["init_checksum"] == alone["init_checksum"]  # the same initial weights
     assert alone["n_weak"] == 0 and weak["n_weak"] >= 1
     masked = alone["n_train"]  # the masks-alone arm trains exactly the masked studies
     assert weak["n_train"] == masked + weak["n_weak"] and weak["n_val"] == alone["n_val"]
     assert alone["steps"] == 2 * masked and weak["steps"] == 2 * (masked + 1)  # 1 report-only study per epoch
-    assert set(data["tables"]) == {"50% masks + reports", "50% masks alone"}
-    assert "| 50% masks + reports |" in res.stdout and "| 50% masks alone |" in res.stdout
+    assert set(data["tables"]) == {name, "50% masks alone"}
+    assert f"| {name} |" in res.stdout and "| 50% masks alone |" in res.stdout

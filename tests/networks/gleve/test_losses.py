@@ -11,7 +11,9 @@ from lib.networks.gleve.losses import (
     LossWeights,
     attribute_loss,
     organ_loss,
+    pseudo_target_loss,
     relative_error_sq,
+    report_consistent_candidate,
     seg_loss,
     separation_loss,
     total_loss,
@@ -97,6 +99,37 @@ def test_response_consistency_prefers_the_reported_blob_and_moves_the_response_t
     g = -flat.grad[0]  # descent direction
     assert g[2:5, 2:5, 2:5].mean() > g[:8].mean() > g[8:].mean()  # blob > rest of the organ > outside
     assert response_consistency_loss(right[:0], [], organ[:0], [], hu, VOX_ML, weights=w).item() == 0.0
+
+
+def test_report_consistent_candidate_is_the_unique_one_agreeing_with_the_report():
+    # xi columns: organ overlap, volume agreement, HU agreement, has volume, has HU
+    ev = torch.tensor([[0.9, 0.8, 0.9, 1, 1], [0.2, 0.9, 0.9, 1, 1], [0.9, 0.1, 0.9, 1, 1]])
+    assert report_consistent_candidate(ev) == 0
+    assert report_consistent_candidate(torch.cat([ev, ev[:1]])) is None  # two agree: ambiguous
+    assert report_consistent_candidate(ev[1:]) is None  # none agrees
+    no_hu = torch.tensor([[0.9, 0.8, 0.0, 1, 0], [0.9, 0.1, 0.0, 1, 0]])
+    assert report_consistent_candidate(no_hu) == 0  # a fact the report does not give is not checked
+    assert report_consistent_candidate(torch.tensor([[0.9, 0.0, 0.0, 0, 0]])) is None  # nothing to check
+
+
+def test_pseudo_target_loss_trains_response_and_verifier_toward_that_candidate():
+    from types import SimpleNamespace
+
+    blob = torch.zeros(8, 8, 8, dtype=torch.bool)
+    blob[1:3, 1:3, 1:3] = True
+    other = torch.zeros(8, 8, 8, dtype=torch.bool)
+    other[5:7, 5:7, 5:7] = True
+    response = torch.zeros(8, 8, 8, requires_grad=True)
+    scores = torch.zeros(2, requires_grad=True)
+    ver = SimpleNamespace(scores=scores, evidence=torch.tensor([[0.1, 0.9, 0.9, 1, 1], [0.9, 0.9, 0.9, 1, 1]]))
+    les = SimpleNamespace(verification=ver, response=response, candidates=[SimpleNamespace(mask=blob), SimpleNamespace(mask=other)])
+    loss = pseudo_target_loss([les, SimpleNamespace(verification=None)], LossWeights())
+    loss.backward()
+    assert loss.item() > 0
+    assert response.grad[other].mean() < 0 < response.grad[blob].mean()  # descent raises the response on candidate 1 only
+    assert scores.grad[1] < 0 < scores.grad[0]
+    ver.evidence = torch.tensor([[0.9, 0.9, 0.9, 1, 1], [0.9, 0.9, 0.9, 1, 1]])  # ambiguous: no term
+    assert pseudo_target_loss([les], LossWeights()).item() == 0.0
 
 
 def test_attribute_loss_skips_missing_values():

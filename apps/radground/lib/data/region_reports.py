@@ -74,12 +74,14 @@ def region_inputs(
     mask_size: Sequence[int],
     regions: Optional[Sequence[str]] = None,
     min_voxels: int = 8,
+    outside_hu: float = OUTSIDE_HU,
 ) -> RegionInputs:
     """Global volume, per-region texture crops and geometry masks (004 eq. 3, 4, 7).
 
     ``region_map`` holds REGION_IDS; ``regions`` restricts (and orders) the regions, default all
     in canonical order. Regions with fewer than ``min_voxels`` voxels are absent (a stray voxel of
-    a segmentation is no region to describe).
+    a segmentation is no region to describe). ``outside_hu``: the value of the texture crop outside the
+    region's mask (see ``Reg2RGConfig.texture_outside_hu``).
     """
     img = np.asarray(image_hu, dtype=np.float32)
     lab = np.asarray(region_map)
@@ -94,7 +96,7 @@ def region_inputs(
         if n < min_voxels:
             continue
         box = bounding_box(m)
-        tex = np.where(m[box], img[box], OUTSIDE_HU)
+        tex = np.where(m[box], img[box], outside_hu)
         crops.append(_resize(normalise_hu(tex), image_size))
         masks.append(_resize(m[body].astype(np.float32), mask_size))
         names.append(name)

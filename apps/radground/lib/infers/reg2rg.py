@@ -72,6 +72,13 @@ class StructuresToRegionsd:
         return d
 
 
+def _saved_config(path: str) -> dict[str, Any]:
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return dict(ckpt.get("config") or {}) if isinstance(ckpt, dict) else {}
+
+
 class Reg2RGInfer(RadgroundInferTask):
     def __init__(self, path, network, anatomy_task: Callable, **kw):
         super().__init__(
@@ -101,6 +108,12 @@ class Reg2RGInfer(RadgroundInferTask):
     def inverse_transforms(self, data=None):
         return None  # the label map is made from the region map kept on the input grid
 
+    def texture_outside_hu(self, cfg) -> float:
+        """The crop background the checkpoint was trained with (its saved config), else the network's:
+        the input must be prepared as in training, whatever the network was built with."""
+        saved = self.checkpoint_object("texture_outside_hu", lambda p: _saved_config(p).get("texture_outside_hu"), required=False)
+        return float(cfg.texture_outside_hu if saved is None else saved)
+
     def run_inferer(self, data: dict[str, Any], convert_to_batch=True, device="cuda"):
         wanted = requested_regions(data.get("regions"))
         max_new = bounded_int(data.get("max_new_tokens"), "max_new_tokens", 1, 4096, DEFAULT_MAX_NEW_TOKENS)
@@ -108,7 +121,7 @@ class Reg2RGInfer(RadgroundInferTask):
         cfg = network.config
         image = np.asarray(data["image"][0], dtype=np.float32)
         regions = np.asarray(data["region_map"][0]).astype(np.int64)
-        inputs = region_inputs(image, regions, cfg.image_size, cfg.mask_size, regions=wanted)
+        inputs = region_inputs(image, regions, cfg.image_size, cfg.mask_size, regions=wanted, outside_hu=self.texture_outside_hu(cfg))
         missing = [r for r in wanted if r not in inputs.names]
         if cfg.uses_local and not inputs.names:
             raise InvalidImageError(f"none of the regions {wanted} was found in this image by the anatomy task")

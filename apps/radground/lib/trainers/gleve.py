@@ -239,7 +239,8 @@ class GleveTrain(PlainTrainTask):
     ``max_epochs``, ``learning_rate`` (alias ``lr``), ``weight_decay``, ``val_split``,
     ``val_interval``, ``device``, ``pretrained``, ``seed``, ``sigma_mm``, ``crop_margin_mm``,
     ``mask_ratio``, ``weak_supervision``, ``lambda_weak`` (overrides the config's eq. 8 weight),
-    ``lambda_weak_response`` (overrides the weight of L_con on the response map, see ``losses``),
+    ``lambda_weak_response`` / ``lambda_weak_pseudo`` (override the weights of L_con on the response
+    map and of the report-consistent pseudo-target, see ``losses``),
     ``weak_per_epoch`` (report-only studies drawn per epoch; default all, see :meth:`epoch_studies`),
     ``weak_start_epoch`` (report-only studies join from this epoch on; default 1, from the start).
     """
@@ -590,7 +591,7 @@ class GleveTrain(PlainTrainTask):
             pretrained = init_visual_encoder(model, self.visual_init_path)
         model.train()
         loss_fn = model.make_loss()
-        for key in ("lambda_weak", "lambda_weak_response"):  # per-run overrides of eq. 7-8's weights (experiments)
+        for key in ("lambda_weak", "lambda_weak_response", "lambda_weak_pseudo"):  # per-run overrides of eq. 7-8's weights (experiments)
             if req.get(key) is not None:
                 setattr(loss_fn.weights, key, float(req[key]))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=float(req["weight_decay"]))

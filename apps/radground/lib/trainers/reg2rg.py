@@ -55,6 +55,7 @@ from lib.metrics.report_generation import clinical_efficacy, finding_labels, reg
 from lib.networks.reg2rg import Reg2RG
 from lib.networks.reg2rg.decode import write_region_reports
 from lib.trainers.common import PlainTrainTask, save_checkpoint_atomic, write_stats
+from lib.trainers.reg2rg_aux import FindingHead, decision_weights, finding_aux_loss
 from lib.trainers.reg2rg_masks import AnatomyRegionMasks
 
 logger = logging.getLogger(__name__)
@@ -125,19 +126,47 @@ def example(model: Reg2RG, study: RegionStudy, rng: Optional[np.random.Generator
 def study_loss(model: Reg2RG, study: RegionStudy, rng: Optional[np.random.Generator], device) -> torch.Tensor:
     """LM loss of one study: one prompt with every region (004), or one prompt per region
     (``joint_regions`` off: ``<region_0>`` is that region, its report the target)."""
+    return study_losses(model, study, rng, device)[0]
+
+
+def study_losses(
+    model: Reg2RG,
+    study: RegionStudy,
+    rng: Optional[np.random.Generator],
+    device,
+    head: Optional[FindingHead] = None,
+    decision_weight: float = 1.0,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(LM loss, finding-label auxiliary loss or None) of one study; the auxiliary loss only with a ``head``
+    (:mod:`lib.trainers.reg2rg_aux`), computed on the same visual tokens the LM reads. ``decision_weight``
+    != 1 weighs each region's prefix and first sentence that much more in the LM loss."""
     cfg = model.config
     f32 = torch.float32
+    n_texture = cfg.n_visual_tokens if cfg.use_texture else 0
+    weighted = decision_weight != 1.0
     if cfg.joint_regions or not cfg.uses_local:
         ids, labels, inputs = example(model, study, rng)
-        return model(ids.to(device), labels.to(device), inputs.global_volume.to(device, f32), inputs.crops.to(device, f32), inputs.masks.to(device, f32))
+        vols = (inputs.global_volume.to(device, f32), inputs.crops.to(device, f32), inputs.masks.to(device, f32))
+        if head is None and not weighted:
+            return model(ids.to(device), labels.to(device), *vols), None
+        glb, reg = model.encode(*vols)
+        weights = [decision_weights(model.tokenizer, inputs.names, study.reports, decision_weight)] if weighted else None
+        lm = model.forward_many([(ids.to(device), labels.to(device), reg)], glb, weights)
+        aux = finding_aux_loss(head, glb, reg, n_texture, inputs.names, study.reports) if head is not None else None
+        return lm, aux
     inputs = study.inputs
     glb, reg = model.encode(inputs.global_volume.to(device, f32), inputs.crops.to(device, f32), inputs.masks.to(device, f32))
     prompt = build_prompt(1, use_global=cfg.use_global)
-    examples = []
+    examples, weights = [], []
     for j, name in enumerate(inputs.names):
         ids, labels = encode_example(model.tokenizer, prompt, build_target([name], study.reports))
         examples.append((ids.to(device), labels.to(device), reg[j : j + 1]))
-    return model.forward_many(examples, glb)
+        if weighted:
+            weights.append(decision_weights(model.tokenizer, [name], study.reports, decision_weight))
+    lm = model.forward_many(examples, glb, weights if weighted else None)
+    if head is None:
+        return lm, None
+    return lm, finding_aux_loss(head, glb, reg, n_texture, inputs.names, study.reports)
 
 
 def model_uses_regions(model: Reg2RG) -> bool:
@@ -153,6 +182,9 @@ class Reg2RGTrain(PlainTrainTask):
     every region every step), ``select_by`` (``val_loss`` or ``finding_f1``), ``val_max_studies``
     (validation studies whose reports are generated for ``finding_f1``), ``max_new_tokens``,
     ``grad_accum_steps`` (studies per optimiser step: 004 trains with an effective batch of 16),
+    ``finding_aux_weight`` (> 0: the finding-label auxiliary loss of :mod:`lib.trainers.reg2rg_aux`),
+    ``decision_weight`` (> 1: each region's prefix and first sentence weigh more in the LM loss, same module),
+    ``texture_outside_hu`` (the crop background outside the region mask, see ``Reg2RGConfig``; default: the network's),
     ``region_masks`` (``truth``: the datastore's region/structure labels; ``anatomy``: the anatomy
     task's maps, as served, cached under ``<model_dir>/anatomy_regions``)."""
 
@@ -190,6 +222,8 @@ class Reg2RGTrain(PlainTrainTask):
             "val_max_studies": 32,
             "max_new_tokens": 160,
             "grad_accum_steps": 1,
+            "finding_aux_weight": 0.0,
+            "decision_weight": 1.0,
             "region_masks": "anatomy" if anatomy_task is not None else "truth",
         }
         self._config.update(dict(config or {}))
@@ -250,7 +284,7 @@ class Reg2RGTrain(PlainTrainTask):
         regions = [r for r in entry["reports"]]
         from lib.data.region_reports import REGION_NAMES
 
-        inputs = region_inputs(img, lab, cfg.image_size, cfg.mask_size, regions=[r for r in REGION_NAMES if r in regions])
+        inputs = region_inputs(img, lab, cfg.image_size, cfg.mask_size, regions=[r for r in REGION_NAMES if r in regions], outside_hu=cfg.texture_outside_hu)
         if not inputs.names:
             return None
         inputs = RegionInputs(inputs.names, inputs.global_volume.half(), inputs.crops.half(), inputs.masks.half(), inputs.voxels)
@@ -328,12 +362,20 @@ class Reg2RGTrain(PlainTrainTask):
             raise ValueError(f"select_by must be val_loss or finding_f1, got {select_by!r}")
         balance = keep < 1.0 and model_uses_regions(self._network)
         accum = max(1, int(req["grad_accum_steps"]))
+        aux_weight = float(req["finding_aux_weight"])
+        if aux_weight < 0:
+            raise ValueError(f"finding_aux_weight must be >= 0, got {aux_weight}")
+        decision_weight = float(req["decision_weight"])
+        if decision_weight <= 0:
+            raise ValueError(f"decision_weight must be > 0, got {decision_weight}")
         budget = float(req.get("max_minutes") or 0) * 60.0
         rng = np.random.default_rng(int(req["seed"]))
         torch.manual_seed(int(req["seed"]))
 
         masks = str(req["region_masks"]).strip().lower()
         model = self._network
+        if req.get("texture_outside_hu") is not None:  # saved in the checkpoint's config; the infer task reads it there
+            model.config.texture_outside_hu = float(req["texture_outside_hu"])
         entries, skipped = self.datalist(datastore, masks)  # checks the value of region_masks
         if masks == "anatomy":
             self.region_masks()  # no anatomy task: a clear error, not every study skipped
@@ -360,6 +402,9 @@ class Reg2RGTrain(PlainTrainTask):
         started_from = self._load_pretrained(model) if str(req["pretrained"]).lower() not in ("false", "0", "no") else None
         model.to(device).train()
         params = [p for p in model.parameters() if p.requires_grad]
+        head = FindingHead(model.hidden).to(device) if aux_weight > 0 else None  # training aid, not checkpointed
+        if head is not None:
+            params += list(head.parameters())
         opt = torch.optim.AdamW(params, lr=float(req.get("lr", req["learning_rate"])), weight_decay=float(req["weight_decay"]))
         warmup = max(1, int(req["warmup_steps"]))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
@@ -378,18 +423,22 @@ class Reg2RGTrain(PlainTrainTask):
             "best_metric_epoch": None,
             "key_metric_name": select_by,
             "normal_region_keep": keep if balance else 1.0,
+            "finding_aux_weight": aux_weight,
+            "decision_weight": decision_weight,
             "region_masks": masks,
             "abnormal_rates": {r: round(v, 3) for r, v in rates.items()},
         }
         best: tuple[float, float] = (-math.inf, -math.inf)  # (finding F1 or -loss, -loss): higher is better
         epoch, out_of_time = 0, False
         for epoch in range(1, max_epochs + 1):
-            losses = []
+            losses, aux_losses = [], []
             opt.zero_grad(set_to_none=True)
             for n_done, i in enumerate(rng.permutation(len(train)), start=1):
                 step_study = balanced_regions(train[i], rng, keep, rates) if balance else train[i]
-                loss = study_loss(model, step_study, rng, device)
-                (loss / accum).backward()
+                loss, aux = study_losses(model, step_study, rng, device, head, decision_weight)
+                ((loss if aux is None else loss + aux_weight * aux) / accum).backward()
+                if aux is not None:
+                    aux_losses.append(aux.detach().item())
                 if n_done % accum == 0 or n_done == len(train):
                     torch.nn.utils.clip_grad_norm_(params, 1.0)
                     opt.step()
@@ -400,6 +449,8 @@ class Reg2RGTrain(PlainTrainTask):
                     out_of_time = True
                     break
             row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None}
+            if aux_losses:
+                row["train_aux_loss"] = float(np.mean(aux_losses))
             if val and (epoch % val_interval == 0 or epoch == max_epochs or out_of_time):
                 v = self.validate(model, val, device)
                 row["val_loss"] = v

@@ -28,6 +28,11 @@ class Reg2RGConfig:
     # Texture: cropped region volume (and the whole volume, for the global features), 004 eq. 3 and 7.
     image_size: tuple[int, int, int] = (48, 48, 24)
     patch_size: tuple[int, int, int] = (8, 8, 6)
+    #: HU of the texture crop outside the region's mask (mask ⊙ CT). -1024 (air) hides what the anatomy
+    #: task leaves out of an air-filled region: a lung mass or consolidation is a hole in the lung mask,
+    #: and -1024 there is almost lung air (-850). -400 is 0 on the normalised scale (what multiplying the
+    #: normalised volume by the mask gives), so such holes stand out from lung and from soft tissue.
+    texture_outside_hu: float = -1024.0
     vis_dim: int = 64
     vis_layers: int = 3
     vis_heads: int = 4

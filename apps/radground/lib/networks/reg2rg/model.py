@@ -111,10 +111,17 @@ class Reg2RG(nn.Module):
         return out.loss
 
     def forward_many(
-        self, examples: list[tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]], glb: Optional[torch.Tensor]
+        self,
+        examples: list[tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]],
+        glb: Optional[torch.Tensor],
+        target_weights: Optional[list[torch.Tensor]] = None,
     ) -> torch.Tensor:
         """LM loss over several prompts of one study at once (one per region when ``joint_regions`` is
-        off): each (input ids, labels, region tokens) is spliced, right-padded and run as one batch."""
+        off): each (input ids, labels, region tokens) is spliced, right-padded and run as one batch.
+
+        ``target_weights`` (one per example, a weight per target token, i.e. per label that is not
+        -100): the loss is then the weighted mean of the token losses (all weights 1 = the plain loss).
+        """
         embs, labs = zip(*(self.splice(ids, glb, reg, lab) for ids, lab, reg in examples))
         n = max(e.shape[0] for e in embs)
         emb = torch.zeros(len(embs), n, embs[0].shape[1], dtype=embs[0].dtype, device=embs[0].device)
@@ -122,7 +129,20 @@ class Reg2RG(nn.Module):
         att = torch.zeros(len(embs), n, dtype=torch.long, device=embs[0].device)
         for i, (e, l) in enumerate(zip(embs, labs)):
             emb[i, : e.shape[0]], lab[i, : l.shape[0]], att[i, : e.shape[0]] = e, l, 1
-        return self.lm(inputs_embeds=emb, attention_mask=att, labels=lab).loss
+        if target_weights is None:
+            return self.lm(inputs_embeds=emb, attention_mask=att, labels=lab).loss
+        logits = self.lm(inputs_embeds=emb, attention_mask=att).logits
+        weight = torch.zeros(lab.shape, dtype=torch.float32, device=lab.device)
+        for i, w in enumerate(target_weights):
+            pos = (lab[i] != IGNORE_INDEX).nonzero().flatten()
+            if pos.numel() != w.numel():
+                raise ValueError(f"{w.numel()} target weights for {pos.numel()} target tokens")
+            weight[i, pos] = w.to(weight.device, torch.float32)
+        ce = nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), lab[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
+        ).view(lab.shape[0], -1)
+        w = weight[:, 1:]
+        return (ce * w).sum() / w.sum().clamp_min(1e-6)
 
     @torch.no_grad()
     def generate(

@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--lambda-weak-response", default="", help="comma list of lambda_weak_response values (L_con on the response map), one '+ reports' arm each")
     ap.add_argument("--lambda-weak-pseudo", default="", help="comma list of lambda_weak_pseudo values (report-consistent pseudo-targets), one '+ reports' arm each")
     ap.add_argument("--no-alone", action="store_true", help="skip the 'masks alone' arm (e.g. when another process runs it)")
+    ap.add_argument("--no-reports", action="store_true", help="only the 'masks alone' arm (e.g. when another process runs the others)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     ap.add_argument("--work", default=None)
@@ -101,10 +102,14 @@ def main() -> None:
         for lw in values(args.lambda_weak) for lr in values(args.lambda_weak_response) for lp in values(args.lambda_weak_pseudo)
     ]
     for ratio in [float(r) for r in args.ratios.split(",")]:
-        arms = [(True, knobs) for knobs in grid] + ([] if args.no_alone else [(False, {})])
+        # the masks-alone arm keeps the masked studies' objective of the "+ reports" arms: their
+        # lambda_weak (eq. 8 weighs L_weak on masked studies too) when they all share one
+        shared = {k["lambda_weak"] for k in grid if "lambda_weak" in k}
+        alone = {"lambda_weak": shared.pop()} if len(shared) == 1 and all("lambda_weak" in k for k in grid) else {}
+        arms = ([] if args.no_reports else [(True, knobs) for knobs in grid]) + ([] if args.no_alone else [(False, alone)])
         for weak, knobs in arms:
             desc = ", ".join(f"{k} {v:g}" for k, v in knobs.items())
-            name = f"{int(round(ratio * 100))}% masks" + ((" + reports" + (f" ({desc})" if desc else "")) if weak else " alone")
+            name = f"{int(round(ratio * 100))}% masks" + (" + reports" if weak else " alone") + (f" ({desc})" if desc else "")
             tag = "_".join(f"{k.replace('lambda_weak', 'lw')}{v:g}" for k, v in knobs.items())
             model_dir = os.path.join(work, f"model_r{ratio}_{'weak' if weak else 'masks'}" + (f"_{tag}" if tag else ""))
             torch.manual_seed(args.seed)

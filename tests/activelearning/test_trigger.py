@@ -53,7 +53,8 @@ def test_waits_while_a_training_runs_then_starts(datastore, tmp_path):
     assert not status["started"] and "waiting" in status and app.calls == []
     busy["v"] = False
     deadline = time.time() + 5
-    while not app.calls and time.time() < deadline:
+    # the watcher calls async_training, then saves the state: wait for both (CI once read between them)
+    while (not app.calls or trig.state()["pending"]) and time.time() < deadline:
         time.sleep(0.05)
     assert [c[0] for c in app.calls] == ["gleve"]
     assert trig.state()["pending"] == []

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import shutil
+import tempfile
 
 import pytest
 import torch
@@ -30,12 +30,20 @@ def test_two_gloo_processes_train_one_model(tmp_path):
     assert isinstance(trainer, DistributedGleveTrain) and trainer.config()["multi_gpu"] is True
     ds = LocalDatastore(studies, extensions=("*.nii.gz",), auto_reload=False)
     before = {k: v.clone() for k, v in torch.load(cfg.path[0], map_location="cpu")["model"].items()}
+    scratch = lambda: {d for d in os.listdir(tempfile.gettempdir()) if d.startswith("gleve_rank")}
+    scratch_before = scratch()
+    parent = {k: v.clone() for k, v in trainer._network.state_dict().items()}
     stats = trainer({"multi_gpu": True, "world_size": 2, "device": "cpu", "max_epochs": 1, "val_split": 0.0}, ds)
     assert stats["world_size"] == 2 and stats["distributed_backend"] == "gloo"
     assert stats["n_train_per_rank"] == [2, 2]  # 3 studies, padded to an even split
     a, b = stats["rank_param_sums"]
     assert a == pytest.approx(b, rel=1e-9, abs=1e-9)  # gradients averaged: one model on both ranks
     published = torch.load(cfg.path[1], map_location="cpu")["model"]
+    names = [n for n, _ in trainer._network.named_parameters()]
+    assert a == pytest.approx(sum(float(published[n].double().sum()) for n in names), rel=1e-9, abs=1e-9)
+    # each rank trains a private copy: spawn's shared-memory tensors once had both ranks step one storage
+    assert all(torch.equal(v, parent[k]) for k, v in trainer._network.state_dict().items())
     assert set(published) == set(before)  # plain GLeVE keys (no DDP 'module.' prefix)
     assert any(not torch.equal(published[k], before[k]) for k in before if before[k].is_floating_point())
     assert os.path.exists(os.path.join(str(tmp_path / "model"), "gleve", "train_stats.json"))
+    assert scratch() <= scratch_before  # rank 1's scratch folder is removed

@@ -32,6 +32,7 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 from typing import Any, Optional
@@ -98,11 +99,14 @@ def _worker(rank: int, world: int, backend: str, trainer: "DistributedGleveTrain
         torch.cuda.set_device(ids[rank])
         req["device"] = f"cuda:{ids[rank]}"
     trainer._rank, trainer._world, trainer._given = rank, world, (entries, skipped)
+    scratch = None
     if rank > 0:  # only rank 0 publishes and writes the stats MONAI Label shows
         scratch = tempfile.mkdtemp(prefix=f"gleve_rank{rank}_")
         trainer.model_dir, trainer.stats_path = scratch, os.path.join(scratch, "train_stats.json")
         trainer.publish_path = os.path.join(scratch, "gleve.pt")
-    net = trainer._network
+    # spawn pickles the network's tensors into shared memory: without a private copy every rank
+    # (and the parent) would step the same storage, the update applied once per rank, racing
+    net = trainer._network = copy.deepcopy(trainer._network)
     hook = register_optimizer_step_pre_hook(
         lambda opt, args, kwargs: average_gradients([p for g in opt.param_groups for p in g["params"]], net.buffers(), world)
     )
@@ -114,6 +118,8 @@ def _worker(rank: int, world: int, backend: str, trainer: "DistributedGleveTrain
     finally:
         hook.remove()
         dist.destroy_process_group()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 class DistributedGleveTrain(GleveTrain):

@@ -62,6 +62,29 @@ def train_arm(studies: str, model_dir: str, ratio: float, weak: bool, knobs: dic
     return stats
 
 
+def plan_arms(lambda_weak: str, lambda_weak_response: str, lambda_weak_pseudo: str, with_reports: bool = True, alone: bool = True) -> list[tuple[bool, dict]]:
+    """(weak, loss knobs) per arm: one "+ reports" arm per point of the comma lists' grid, then the
+    masks-alone arm. The masks-alone arm keeps the masked studies' objective of the "+ reports"
+    arms - their ``lambda_weak`` (eq. 8 weighs L_weak on masked studies too) when they all share
+    one - so the arms differ only by the report-only studies."""
+
+    def values(text: str) -> list:
+        return [float(x) for x in str(text or "").split(",") if x.strip()] or [None]
+
+    grid = [
+        {k: v for k, v in (("lambda_weak", lw), ("lambda_weak_response", lr), ("lambda_weak_pseudo", lp)) if v is not None}
+        for lw in values(lambda_weak) for lr in values(lambda_weak_response) for lp in values(lambda_weak_pseudo)
+    ]
+    shared = {k.get("lambda_weak") for k in grid}
+    masks_only = {"lambda_weak": shared.pop()} if len(shared) == 1 and None not in shared else {}
+    return ([(True, knobs) for knobs in grid] if with_reports else []) + ([(False, masks_only)] if alone else [])
+
+
+def arm_name(ratio: float, weak: bool, knobs: dict) -> str:
+    desc = ", ".join(f"{k} {v:g}" for k, v in knobs.items())
+    return f"{int(round(ratio * 100))}% masks" + (" + reports" if weak else " alone") + (f" ({desc})" if desc else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ratios", default="0.1", help="comma list of mask ratios, e.g. 0.1,0.25,1.0")
@@ -94,22 +117,10 @@ def main() -> None:
 
     tables, rows = {}, []
 
-    def values(text: str) -> list:
-        return [float(x) for x in text.split(",") if x.strip()] or [None]
-
-    grid = [
-        {k: v for k, v in (("lambda_weak", lw), ("lambda_weak_response", lr), ("lambda_weak_pseudo", lp)) if v is not None}
-        for lw in values(args.lambda_weak) for lr in values(args.lambda_weak_response) for lp in values(args.lambda_weak_pseudo)
-    ]
+    arms = plan_arms(args.lambda_weak, args.lambda_weak_response, args.lambda_weak_pseudo, not args.no_reports, not args.no_alone)
     for ratio in [float(r) for r in args.ratios.split(",")]:
-        # the masks-alone arm keeps the masked studies' objective of the "+ reports" arms: their
-        # lambda_weak (eq. 8 weighs L_weak on masked studies too) when they all share one
-        shared = {k["lambda_weak"] for k in grid if "lambda_weak" in k}
-        alone = {"lambda_weak": shared.pop()} if len(shared) == 1 and all("lambda_weak" in k for k in grid) else {}
-        arms = ([] if args.no_reports else [(True, knobs) for knobs in grid]) + ([] if args.no_alone else [(False, alone)])
         for weak, knobs in arms:
-            desc = ", ".join(f"{k} {v:g}" for k, v in knobs.items())
-            name = f"{int(round(ratio * 100))}% masks" + (" + reports" if weak else " alone") + (f" ({desc})" if desc else "")
+            name = arm_name(ratio, weak, knobs)
             tag = "_".join(f"{k.replace('lambda_weak', 'lw')}{v:g}" for k, v in knobs.items())
             model_dir = os.path.join(work, f"model_r{ratio}_{'weak' if weak else 'masks'}" + (f"_{tag}" if tag else ""))
             torch.manual_seed(args.seed)

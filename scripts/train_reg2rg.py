@@ -175,6 +175,7 @@ def stage_task(args) -> None:
             "finding_aux_weight": args.aux_weight,
             "decision_weight": args.decision_weight,
             "texture_outside_hu": args.texture_outside_hu,
+            "fill_region_holes": True if args.fill_region_holes else None,
             "region_masks": args.region_masks,
             "device": "cuda" if torch.cuda.is_available() else "cpu",
         }
@@ -224,6 +225,7 @@ def main() -> None:
     task.add_argument("--val-max", type=int, default=32, help="validation studies whose reports are generated (finding_f1)")
     task.add_argument("--region-masks", default="anatomy", choices=("anatomy", "truth"), help="training masks: the anatomy task's (as served) or the studies' own")
     task.add_argument("--texture-outside-hu", type=float, default=None, help="texture crop value outside the region mask (default -1024; -400 = 0 normalised)")
+    task.add_argument("--fill-region-holes", action="store_true", help="give each region mask the unlabelled voxels it encloses before masking (lung findings the anatomy task leaves out)")
     task.add_argument("--init", default=None, help="start from this checkpoint instead of the bundled one (chained runs)")
     task.add_argument("--no-ship", action="store_true", help="keep the checkpoint in --work/model, do not replace the bundled one")
     task.add_argument("--work", default=None, help="work folder, kept (default: a temp dir, removed)")

@@ -12,6 +12,7 @@ from lib.data.region_reports import (
     build_prompt,
     build_target,
     encode_example,
+    fill_region_holes,
     normalise_hu,
     parse_generated,
     region_inputs,
@@ -132,3 +133,42 @@ def tokenizer_for_data():
     from lib.networks.reg2rg.tokenizer import train_bpe_tokenizer
 
     return train_bpe_tokenizer([build_target(["lung"], {"lung": "The lungs are clear."}), build_prompt(10)] * 5, vocab_size=300)
+
+
+def _lung_with_pleura(shape=(48, 40, 12)):
+    """Two lungs in pleura shells with the mediastinum between them; the right lung has a mass the
+    anatomy task labelled pleura, and a peripheral lesion it left unlabelled (a notch open to the side)."""
+    lung, pleura, medi = REGION_IDS["lung"], REGION_IDS["pleura"], REGION_IDS["mediastinum"]
+    m = np.zeros(shape, np.int64)
+    m[2:22, 5:35, 1:11] = pleura
+    m[4:20, 7:33, 1:11] = lung
+    m[26:46, 5:35, 1:11] = pleura
+    m[28:44, 7:33, 1:11] = lung
+    m[22:26, 5:35, 1:11] = medi  # 4 voxels between the pleurae, 8 between the lungs
+    m[10:14, 15:20, 4:8] = pleura  # a mass the anatomy task called pleura
+    m[4:7, 20:23, 4:8] = 0  # a peripheral lesion: a notch in the lung, open to the pleura side
+    return m
+
+
+def test_fill_region_holes_gives_the_lung_its_lesions_and_nothing_else():
+    m = _lung_with_pleura()
+    lung = REGION_IDS["lung"]
+    out = fill_region_holes(m, axial_axis=2, closing_iterations=2)
+    assert (out[10:14, 15:20, 4:8] == lung).all()  # the mass, whatever label it had
+    notch = (slice(4, 7), slice(20, 23), slice(4, 8))
+    assert (out[notch] == lung).mean() >= 0.5  # most of the notch, closed by the 3D closing
+    changed = out != m
+    assert changed.sum() == m[10:14, 15:20, 4:8].size + (out[notch] == lung).sum()  # nothing else moved
+    assert (out[22:26] == m[22:26]).all()  # the two lungs are filled one by one: no bridge over the mediastinum
+    assert np.array_equal(fill_region_holes(m, regions=()), m)
+    # no closing: the notch is not enclosed by the lung, only the mass is
+    assert (fill_region_holes(m, closing_iterations=0)[notch] == 0).all()
+
+
+def test_fill_region_holes_is_the_same_on_a_permuted_flipped_grid():
+    m = _lung_with_pleura()
+    grid = np.flip(np.transpose(m, (2, 0, 1)), axis=1)  # axial axis now first, one axis flipped
+    out = fill_region_holes(grid, axial_axis=0)
+    back = np.transpose(np.flip(out, axis=1), (1, 2, 0))
+    assert np.array_equal(back, fill_region_holes(m, axial_axis=2))
+    assert not np.array_equal(back, m)

@@ -162,3 +162,46 @@ def test_the_crop_background_follows_the_checkpoint(setup, tmp_path):
     torch.save({"model": net.checkpoint_state_dict(), "config": {**net.config.to_dict(), "texture_outside_hu": -400.0}}, ckpt)
     grey = Reg2RGInfer(path=[ckpt], network=net, anatomy_task=anatomy)
     assert grey.texture_outside_hu(net.config) == -400.0
+
+
+class HoledAnatomy(GroundTruthAnatomy):
+    """The study's structure map with a cube cut out of the lung (background), as the anatomy task leaves
+    a lung mass out of its lung mask."""
+
+    def __init__(self, studies):
+        super().__init__(studies)
+        img = nib.load(organ_path(studies, SID))
+        organs = np.asarray(img.dataobj).copy()
+        lung = region_map(organs) == REGION_IDS["lung"]
+        inner = lung.copy()
+        for axis in range(3):
+            for shift in (-3, 3):
+                inner &= np.roll(lung, shift, axis=axis)
+        c = np.argwhere(inner)[len(np.argwhere(inner)) // 2]
+        self.hole = tuple(slice(int(v) - 1, int(v) + 2) for v in c)
+        organs[self.hole] = 0
+        self.path = str(organ_path(studies, SID)).replace(".nii.gz", "_holed.nii.gz")
+        nib.save(nib.Nifti1Image(organs, img.affine, img.header), self.path)
+
+    def __call__(self, request):
+        self.calls += 1
+        out = request["image"] + ".anatomy.nii.gz"
+        shutil.copyfile(self.path, out)
+        return out, {"cache": "miss", "backend": "test", "model": {"version": "holed"}}
+
+
+def test_region_holes_are_filled_when_the_checkpoint_was_trained_so(setup, tmp_path):
+    """A checkpoint trained on hole-filled masks (``fill_region_holes`` in its config) is served with the
+    lung's holes given back to the lung, in the label map too; one without the key is not."""
+    task, studies, _, _, _ = setup
+    net = task._get_network("cpu", {})
+    holed = HoledAnatomy(studies)
+    ckpt = str(tmp_path / "filled.pt")
+    torch.save({"model": net.checkpoint_state_dict(), "config": {**net.config.to_dict(), "fill_region_holes": True}}, ckpt)
+    filled = Reg2RGInfer(path=[ckpt], network=net, anatomy_task=holed)
+    plain = Reg2RGInfer(path=task.path, network=net, anatomy_task=holed)
+    assert filled.fill_region_holes() and not plain.fill_region_holes()
+    f, _ = _run(filled, studies)
+    assert (np.asarray(nib.load(f).dataobj)[holed.hole] == REGION_IDS["lung"]).all()
+    f, _ = _run(plain, studies)
+    assert (np.asarray(nib.load(f).dataobj)[holed.hole] == 0).all()

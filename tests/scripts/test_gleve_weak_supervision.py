@@ -2,6 +2,7 @@
 same masks for the same epochs, and only the "+ reports" arm trains report-only studies (slow)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +12,29 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "gleve_weak_supervision.py")
+
+
+def _script():
+    if os.path.dirname(SCRIPT) not in sys.path:  # the script imports its sibling scripts_common
+        sys.path.insert(0, os.path.dirname(SCRIPT))
+    spec = importlib.util.spec_from_file_location("radground_gleve_weak", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_masks_alone_arm_shares_the_grids_lambda_weak():
+    """The two arms differ only by the report-only studies: a lambda_weak every '+ reports' arm has is
+    the masks-alone arm's too (eq. 8 weighs L_weak on masked studies); a grid of several is not."""
+    mod = _script()
+    plan, name = mod.plan_arms, mod.arm_name
+    arms = plan("0", "", "1")
+    assert arms == [(True, {"lambda_weak": 0.0, "lambda_weak_pseudo": 1.0}), (False, {"lambda_weak": 0.0})]
+    assert [name(0.1, w, k) for w, k in arms] == ["10% masks + reports (lambda_weak 0, lambda_weak_pseudo 1)", "10% masks alone (lambda_weak 0)"]
+    assert plan("", "1", "0,1")[-1] == (False, {})  # the config's lambda_weak in every arm
+    assert plan("0,0.01", "", "")[-1] == (False, {})  # no single value to share: the config's
+    assert plan("0", "", "1", with_reports=False) == [(False, {"lambda_weak": 0.0})]
+    assert [w for w, _ in plan("0", "", "1,2", alone=False)] == [True, True]
 
 
 @pytest.mark.slow

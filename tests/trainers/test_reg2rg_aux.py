@@ -114,3 +114,24 @@ def test_weighted_loss_with_unit_weights_is_the_plain_loss_and_weights_move_it(t
         assert float(net.forward_many(examples, glb, heavy)) != pytest.approx(plain, rel=1e-3)
         with pytest.raises(ValueError, match="target weights"):
             net.forward_many(examples, glb, [torch.ones(3), torch.ones(3)])
+
+
+def test_fill_region_holes_is_applied_and_saved(tmp_path, monkeypatch):
+    """``fill_region_holes``: every training study's region map is filled (lung holes given back), and the
+    checkpoint says so, for the infer task to fill the served maps the same way."""
+    import lib.trainers.reg2rg as trainer_module
+    from lib.data.region_reports import fill_region_holes
+    from lib.data.studies import generate_dataset
+
+    from .test_reg2rg import _net, _trainer
+
+    seen = []
+    monkeypatch.setattr(trainer_module, "fill_region_holes", lambda lab, **kw: seen.append(kw) or fill_region_holes(lab, **kw))
+    root = str(tmp_path / "studies")
+    generate_dataset(root, [0, 1], preset="tiny", body="chest")
+    _trainer(tmp_path, _net(joint_regions=False))(
+        {"max_epochs": 1, "val_split": 0.0, "learning_rate": 1e-3, "device": "cpu", "fill_region_holes": True},
+        LocalDatastore(root, extensions=("*.nii.gz",), auto_reload=False),
+    )
+    assert len(seen) == 2 and all(kw == {"axial_axis": 2} for kw in seen)
+    assert torch.load(os.path.join(str(tmp_path), "reg2rg.pt"), map_location="cpu")["config"]["fill_region_holes"] is True

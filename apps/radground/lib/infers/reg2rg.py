@@ -26,7 +26,7 @@ from monai.transforms import EnsureChannelFirstd, LoadImaged, Orientationd
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from lib.anatomy.labels import REGION_IDS, region_map
-from lib.data.region_reports import ORIENTATION, REGION_NAMES, region_inputs
+from lib.data.region_reports import ORIENTATION, REGION_NAMES, fill_region_holes, region_inputs
 from lib.errors import InvalidImageError, InvalidParamsError
 from lib.infers.base import RadgroundInferTask
 from lib.infers.params import bounded_int
@@ -58,13 +58,16 @@ def requested_regions(value: Any) -> list[str]:
 class StructuresToRegionsd:
     """Anatomy structure map -> chest region map: ``region_map`` (to be oriented) and ``region_map_input_grid``."""
 
-    def __init__(self, key: str = "anatomy_label"):
-        self.key = key
+    def __init__(self, key: str = "anatomy_label", fill_holes: bool = False):
+        self.key, self.fill_holes = key, fill_holes
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         d = dict(data)
         lab = d.pop(self.key)
         regions = region_map(np.asarray(lab)[0].astype(np.int64))
+        if self.fill_holes:  # on the input grid: its axial axis is the one closest to the patient's S-I
+            affine = np.asarray(getattr(lab, "affine", np.eye(4)))
+            regions = fill_region_holes(regions, axial_axis=int(np.argmax(np.abs(affine[2, :3]))))
         d["region_map_input_grid"] = regions
         out = lab.clone() if hasattr(lab, "clone") else lab
         out[0] = out.new_tensor(regions) if hasattr(out, "new_tensor") else regions
@@ -101,12 +104,17 @@ class Reg2RGInfer(RadgroundInferTask):
             EnsureChannelFirstd(keys=keys),
             CheckCTd(keys="image"),
             RememberGeometryd(keys="image"),
-            StructuresToRegionsd(),
+            StructuresToRegionsd(fill_holes=self.fill_region_holes()),
             Orientationd(keys=["image", "region_map"], **ORIENTATION),
         ]
 
     def inverse_transforms(self, data=None):
         return None  # the label map is made from the region map kept on the input grid
+
+    def fill_region_holes(self) -> bool:
+        """Whether the checkpoint was trained on hole-filled region masks (its saved config), else the network's."""
+        saved = self.checkpoint_object("fill_region_holes", lambda p: _saved_config(p).get("fill_region_holes"), required=False)
+        return bool(getattr(getattr(self.network, "config", None), "fill_region_holes", False) if saved is None else saved)
 
     def texture_outside_hu(self, cfg) -> float:
         """The crop background the checkpoint was trained with (its saved config), else the network's:

@@ -45,6 +45,7 @@ from lib.data.region_reports import (
     build_prompt,
     build_target,
     encode_example,
+    fill_region_holes,
     load_oriented,
     region_inputs,
     region_targets,
@@ -54,7 +55,7 @@ from lib.data.studies import body_part_of, read_report, read_truth
 from lib.metrics.report_generation import clinical_efficacy, finding_labels, region_finding_labels
 from lib.networks.reg2rg import Reg2RG
 from lib.networks.reg2rg.decode import write_region_reports
-from lib.trainers.common import PlainTrainTask, save_checkpoint_atomic, write_stats
+from lib.trainers.common import PlainTrainTask, save_checkpoint_atomic, truthy, write_stats
 from lib.trainers.reg2rg_aux import FindingHead, decision_weights, finding_aux_loss
 from lib.trainers.reg2rg_masks import AnatomyRegionMasks
 
@@ -185,6 +186,7 @@ class Reg2RGTrain(PlainTrainTask):
     ``finding_aux_weight`` (> 0: the finding-label auxiliary loss of :mod:`lib.trainers.reg2rg_aux`),
     ``decision_weight`` (> 1: each region's prefix and first sentence weigh more in the LM loss, same module),
     ``texture_outside_hu`` (the crop background outside the region mask, see ``Reg2RGConfig``; default: the network's),
+    ``fill_region_holes`` (give each region mask the unlabelled voxels it encloses before masking; default: the network's),
     ``region_masks`` (``truth``: the datastore's region/structure labels; ``anatomy``: the anatomy
     task's maps, as served, cached under ``<model_dir>/anatomy_regions``)."""
 
@@ -281,6 +283,8 @@ class Reg2RGTrain(PlainTrainTask):
             lab = load_oriented(entry["label"]).astype(np.int32)
         if entry["label_kind"] == ORGANS_TAG:
             lab = region_map(lab)
+        if cfg.fill_region_holes:  # the project orientation (LPS): axis 2 is axial
+            lab = fill_region_holes(lab, axial_axis=2)
         regions = [r for r in entry["reports"]]
         from lib.data.region_reports import REGION_NAMES
 
@@ -376,6 +380,8 @@ class Reg2RGTrain(PlainTrainTask):
         model = self._network
         if req.get("texture_outside_hu") is not None:  # saved in the checkpoint's config; the infer task reads it there
             model.config.texture_outside_hu = float(req["texture_outside_hu"])
+        if req.get("fill_region_holes") is not None:  # saved the same way
+            model.config.fill_region_holes = truthy(req["fill_region_holes"])
         entries, skipped = self.datalist(datastore, masks)  # checks the value of region_masks
         if masks == "anatomy":
             self.region_masks()  # no anatomy task: a clear error, not every study skipped

@@ -67,10 +67,10 @@ class StudyStructures:
         return out, {"cache": "miss", "backend": "study structure map", "model": {"version": "truth"}}
 
 
-def run_model(features: str, studies: str, ids: list[str], max_new_tokens: int, model_dir: str | None = None, masks: str = "anatomy") -> dict[str, list[dict]]:
+def run_model(features: str, studies: str, ids: list[str], max_new_tokens: int, model_dir: str | None = None, masks: str = "anatomy", extra_conf: dict | None = None) -> dict[str, list[dict]]:
     """Study id -> the infer task's per-region records (``model_dir``: its ``reg2rg*.pt`` win over the
     bundled ones; ``masks``: ``anatomy`` = the anatomy task's, as served, or ``truth`` = :class:`StudyStructures`)."""
-    conf = {"reg2rg_features": features, **({"model_dir": model_dir} if model_dir else {})}
+    conf = {**(extra_conf or {}), "reg2rg_features": features, **({"model_dir": model_dir} if model_dir else {})}
     task = infer_task("reg2rg", conf)
     if task is None:
         raise RuntimeError("no reg2rg task: run scripts/train_reg2rg.py")
@@ -113,7 +113,7 @@ def score(ids: list[str], truths: dict[str, dict], answers: dict[str, list[dict]
     }
 
 
-def evaluate(n: int, preset: str, max_new_tokens: int, meteor: bool = True, model_dir: str | None = None, masks: str = "anatomy") -> tuple[dict[str, dict], list[int]]:
+def evaluate(n: int, preset: str, max_new_tokens: int, meteor: bool = True, model_dir: str | None = None, masks: str = "anatomy", conf: dict | None = None) -> tuple[dict[str, dict], list[int]]:
     """Scores of both models on ``n`` held-out chest studies (model name -> :func:`score`), and the seeds."""
     studies, seeds = heldout_studies(n, preset, report_only_fraction=1.0, body="chest")
     try:
@@ -122,7 +122,7 @@ def evaluate(n: int, preset: str, max_new_tokens: int, meteor: bool = True, mode
         results = {}
         for name, features in MODELS.items():
             t0 = time.time()
-            results[name] = score(ids, truths, run_model(features, studies, ids, max_new_tokens, model_dir, masks), meteor=meteor)
+            results[name] = score(ids, truths, run_model(features, studies, ids, max_new_tokens, model_dir, masks, conf), meteor=meteor)
             logger.info("%s: %d studies in %.0fs", name, len(ids), time.time() - t0)
     finally:
         shutil.rmtree(studies, ignore_errors=True)
@@ -204,13 +204,15 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the scores here")
     ap.add_argument("--masks", default="anatomy", choices=("anatomy", "truth"), help="region masks: the anatomy task's (as served) or the study's own (oracle)")
     ap.add_argument("--model-dir", default=None, help="score reg2rg.pt / reg2rg_glb.pt from this folder instead of the bundled checkpoints")
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="app conf for both tasks, e.g. reg2rg_histogram_token=true")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    conf = dict(kv.split("=", 1) for kv in args.conf)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # the infer tasks log every transform at INFO
     logger.setLevel(logging.INFO)  # progress of this script only
 
-    results, seeds = evaluate(args.n, args.preset, args.max_new_tokens, model_dir=args.model_dir, masks=args.masks)
+    results, seeds = evaluate(args.n, args.preset, args.max_new_tokens, model_dir=args.model_dir, masks=args.masks, conf=conf)
     print_report(results, args.n, args.preset, seeds, args.masks)
     if args.json:
         with open(args.json, "w") as f:

@@ -144,3 +144,34 @@ def _save_plain_base(model, path):
     base.save_pretrained(path)
     tok.save_pretrained(path)
 
+
+
+def test_histogram_token_reads_the_masked_intensities():
+    """``histogram_token``: one more token per region, from the crop's voxels inside the mask only; a
+    soft-tissue mass in an air-filled region changes it, the empty outside (-1) does not count."""
+    from lib.networks.reg2rg.visual import IntensityHistogram
+
+    model = mini_model(histogram_token=True)
+    assert model.config.region_tokens == model.config.n_visual_tokens + 2  # texture + histogram + geometry
+    glb_v, crops, masks = _inputs(model)
+    glb, reg = model.encode(glb_v, crops, masks)
+    assert reg.shape[1] == model.config.region_tokens
+    ids, labels = _example(model)
+    assert torch.isfinite(model(ids, labels, glb_v, crops, masks))
+
+    hist = IntensityHistogram(8, 16)
+    lung = torch.full((2, 1, 8, 8, 4), -1.0)
+    lung[:, :, 2:6, 2:6, :] = -0.75  # lung parenchyma inside the mask
+    lung[1, :, 3:5, 3:5, 1:3] = 0.7  # a mass
+    counts = hist.counts(lung)
+    assert counts[0].sum() == counts[1].sum() == 64  # the -1 floor outside is not counted
+    assert counts[0, 6] == 0 and counts[1, 6] == 8 and counts[0, 1] == 64 and counts[1, 1] == 56
+    assert not torch.allclose(hist(lung)[0], hist(lung)[1])
+
+
+def test_histogram_token_needs_the_texture_path_and_is_a_conf_switch():
+    from lib.configs.reg2rg import build_network
+
+    assert mini_model(histogram_token=True, use_texture=False).visual.histogram is None
+    assert build_network("tiny", {"reg2rg_histogram_token": "true"}).config.histogram_token
+    assert not build_network("tiny", {}).config.histogram_token

@@ -51,6 +51,8 @@ def build_network(variant: str, conf: dict[str, str]) -> Reg2RG:
 
     llm = conf.get("reg2rg_llm") or None
     kw = dict(feature_flags(conf.get("reg2rg_features")), lm_path=llm)
+    if str(conf.get("reg2rg_histogram_token", "")).strip().lower() in ("1", "true", "yes", "on"):
+        kw["histogram_token"] = True  # the checkpoint must have been trained with it (strict load)
     cfg = Reg2RGConfig.tiny(**kw) if variant == "tiny" else Reg2RGConfig.paper(**kw)
     if llm:
         tokenizer = load_pretrained_tokenizer(llm, cfg.max_regions)

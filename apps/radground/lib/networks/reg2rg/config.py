@@ -37,6 +37,10 @@ class Reg2RGConfig:
     #: from eq. 3's raw mask, see ``lib.data.region_reports.fill_region_holes``): the anatomy task leaves
     #: dense lung findings out of the lung mask, so the raw mask ⊙ CT does not hold them.
     fill_region_holes: bool = False
+    #: One more token per region: the texture crop's intensity histogram (``visual.IntensityHistogram``;
+    #: not in 004, which has a pretrained texture encoder). With ``use_texture`` only.
+    histogram_token: bool = False
+    histogram_bins: int = 32
     vis_dim: int = 64
     vis_layers: int = 3
     vis_heads: int = 4
@@ -87,7 +91,7 @@ class Reg2RGConfig:
     @property
     def region_tokens(self) -> int:
         """Visual embeddings per ``<region_i>``: 32 texture tokens + 1 geometry token (004 eq. 5)."""
-        return (self.n_visual_tokens if self.use_texture else 0) + (1 if self.use_geometry else 0)
+        return (self.n_visual_tokens + int(self.histogram_token) if self.use_texture else 0) + (1 if self.use_geometry else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

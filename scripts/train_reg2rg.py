@@ -133,8 +133,8 @@ def training_app(args, work: str):
 
     model_dir = os.path.join(work, "model")
     conf = {"models": "reg2rg", "model_dir": model_dir, "variant": args.variant, "reg2rg_features": args.features}
-    if getattr(args, "histogram_token", False):
-        conf["reg2rg_histogram_token"] = "true"
+    if getattr(args, "histogram_token", None) is not None:  # default: the variant's (tiny: on)
+        conf["reg2rg_histogram_token"] = "true" if args.histogram_token else "false"
     if args.llm:
         conf["reg2rg_llm"] = args.llm
     return RadGroundApp(APP_DIR, studies, conf), model_dir
@@ -227,7 +227,8 @@ def main() -> None:
     task.add_argument("--val-max", type=int, default=32, help="validation studies whose reports are generated (finding_f1)")
     task.add_argument("--region-masks", default="anatomy", choices=("anatomy", "truth"), help="training masks: the anatomy task's (as served) or the studies' own")
     task.add_argument("--texture-outside-hu", type=float, default=None, help="texture crop value outside the region mask (default -1024; -400 = 0 normalised)")
-    task.add_argument("--histogram-token", action="store_true", help="one more token per region: its intensity histogram (serve with --conf reg2rg_histogram_token true)")
+    task.add_argument("--histogram-token", dest="histogram_token", action="store_true", default=None, help="one more token per region: its intensity histogram (the tiny variant's default)")
+    task.add_argument("--no-histogram-token", dest="histogram_token", action="store_false", help="without it (runs 1-9; serve with --conf reg2rg_histogram_token false)")
     task.add_argument("--fill-region-holes", action="store_true", help="give each region mask the unlabelled voxels it encloses before masking (lung findings the anatomy task leaves out)")
     task.add_argument("--init", default=None, help="start from this checkpoint instead of the bundled one (chained runs)")
     task.add_argument("--no-ship", action="store_true", help="keep the checkpoint in --work/model, do not replace the bundled one")

@@ -171,7 +171,11 @@ def test_histogram_token_reads_the_masked_intensities():
 
 def test_histogram_token_needs_the_texture_path_and_is_a_conf_switch():
     from lib.configs.reg2rg import build_network
+    from lib.networks.reg2rg import Reg2RGConfig
 
     assert mini_model(histogram_token=True, use_texture=False).visual.histogram is None
-    assert build_network("tiny", {"reg2rg_histogram_token": "true"}).config.histogram_token
-    assert not build_network("tiny", {}).config.histogram_token
+    assert build_network("tiny", {}).config.histogram_token  # the tiny variant's default (bundled checkpoint)
+    assert not build_network("tiny", {"reg2rg_histogram_token": "false"}).config.histogram_token
+    assert not Reg2RGConfig.paper().histogram_token
+    with pytest.raises(ValueError, match="reg2rg_histogram_token"):
+        build_network("tiny", {"reg2rg_histogram_token": "maybe"})

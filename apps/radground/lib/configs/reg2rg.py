@@ -51,8 +51,11 @@ def build_network(variant: str, conf: dict[str, str]) -> Reg2RG:
 
     llm = conf.get("reg2rg_llm") or None
     kw = dict(feature_flags(conf.get("reg2rg_features")), lm_path=llm)
-    if str(conf.get("reg2rg_histogram_token", "")).strip().lower() in ("1", "true", "yes", "on"):
-        kw["histogram_token"] = True  # the checkpoint must have been trained with it (strict load)
+    flag = str(conf.get("reg2rg_histogram_token") or "").strip().lower()
+    if flag:  # default: the variant's (tiny on, paper off); a checkpoint is served as it was trained (strict load)
+        if flag not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError(f"reg2rg_histogram_token: true or false (got {flag!r})")
+        kw["histogram_token"] = flag in ("1", "true", "yes", "on")
     cfg = Reg2RGConfig.tiny(**kw) if variant == "tiny" else Reg2RGConfig.paper(**kw)
     if llm:
         tokenizer = load_pretrained_tokenizer(llm, cfg.max_regions)

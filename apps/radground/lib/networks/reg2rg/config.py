@@ -38,7 +38,8 @@ class Reg2RGConfig:
     #: dense lung findings out of the lung mask, so the raw mask ⊙ CT does not hold them.
     fill_region_holes: bool = False
     #: One more token per region: the texture crop's intensity histogram (``visual.IntensityHistogram``;
-    #: not in 004, which has a pretrained texture encoder). With ``use_texture`` only.
+    #: not in 004, which has a pretrained texture encoder). With ``use_texture`` only. On in ``tiny()``
+    #: (its encoders train from scratch), off in ``paper()``.
     histogram_token: bool = False
     histogram_bins: int = 32
     vis_dim: int = 64
@@ -108,7 +109,7 @@ class Reg2RGConfig:
         up among ten ``<region_*>`` blocks (area names stayed at chance, both with LoRA and with the
         LM fine-tuned, also when pre-trained on the same prompt with area names written out), the
         in-context referencing 004 §4.4.4 credits to a 7B decoder."""
-        return cls(**{"joint_regions": False, **kw})
+        return cls(**{"joint_regions": False, "histogram_token": True, **kw})
 
     @classmethod
     def paper(cls, **kw) -> "Reg2RGConfig":

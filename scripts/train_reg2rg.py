@@ -229,7 +229,7 @@ def main() -> None:
     task.add_argument("--texture-outside-hu", type=float, default=None, help="texture crop value outside the region mask (default -1024; -400 = 0 normalised)")
     task.add_argument("--histogram-token", dest="histogram_token", action="store_true", default=None, help="one more token per region: its intensity histogram (the tiny variant's default)")
     task.add_argument("--no-histogram-token", dest="histogram_token", action="store_false", help="without it (runs 1-9; serve with --conf reg2rg_histogram_token false)")
-    task.add_argument("--fill-region-holes", action="store_true", help="give each region mask the unlabelled voxels it encloses before masking (lung findings the anatomy task leaves out)")
+    task.add_argument("--fill-region-holes", action="store_true", help="give each lung back the voxels it encloses before masking (lung findings the anatomy task labels as something else)")
     task.add_argument("--init", default=None, help="start from this checkpoint instead of the bundled one (chained runs)")
     task.add_argument("--no-ship", action="store_true", help="keep the checkpoint in --work/model, do not replace the bundled one")
     task.add_argument("--work", default=None, help="work folder, kept (default: a temp dir, removed)")

@@ -132,7 +132,7 @@ def fill_region_holes(
     st = ndi.generate_binary_structure(3, 1)
     for name in regions:
         rid = REGION_IDS[name]
-        pieces, n = ndi.label(lab == rid, structure=st)
+        pieces, _ = ndi.label(lab == rid, structure=st)
         for i, sl in enumerate(ndi.find_objects(pieces), start=1):
             box = tuple(slice(max(0, s.start - k), min(dim, s.stop + k)) for s, dim in zip(sl, lab.shape))
             sub = np.pad(pieces[box] == i, k) if k else pieces[box] == i

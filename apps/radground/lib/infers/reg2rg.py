@@ -111,15 +111,21 @@ class Reg2RGInfer(RadgroundInferTask):
     def inverse_transforms(self, data=None):
         return None  # the label map is made from the region map kept on the input grid
 
+    def saved_preparation(self, key: str) -> Any:
+        """``key`` of the checkpoint's saved config (None if absent): how its inputs were prepared in
+        training. One read per checkpoint file, shared by every such key."""
+        saved = self.checkpoint_object("saved_config", _saved_config, required=False)
+        return (saved or {}).get(key)
+
     def fill_region_holes(self) -> bool:
         """Whether the checkpoint was trained on hole-filled region masks (its saved config), else the network's."""
-        saved = self.checkpoint_object("fill_region_holes", lambda p: _saved_config(p).get("fill_region_holes"), required=False)
+        saved = self.saved_preparation("fill_region_holes")
         return bool(getattr(getattr(self.network, "config", None), "fill_region_holes", False) if saved is None else saved)
 
     def texture_outside_hu(self, cfg) -> float:
         """The crop background the checkpoint was trained with (its saved config), else the network's:
         the input must be prepared as in training, whatever the network was built with."""
-        saved = self.checkpoint_object("texture_outside_hu", lambda p: _saved_config(p).get("texture_outside_hu"), required=False)
+        saved = self.saved_preparation("texture_outside_hu")
         return float(cfg.texture_outside_hu if saved is None else saved)
 
     def run_inferer(self, data: dict[str, Any], convert_to_batch=True, device="cuda"):

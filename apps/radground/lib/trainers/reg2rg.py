@@ -186,7 +186,7 @@ class Reg2RGTrain(PlainTrainTask):
     ``finding_aux_weight`` (> 0: the finding-label auxiliary loss of :mod:`lib.trainers.reg2rg_aux`),
     ``decision_weight`` (> 1: each region's prefix and first sentence weigh more in the LM loss, same module),
     ``texture_outside_hu`` (the crop background outside the region mask, see ``Reg2RGConfig``; default: the network's),
-    ``fill_region_holes`` (give each region mask the unlabelled voxels it encloses before masking; default: the network's),
+    ``fill_region_holes`` (give each lung back the voxels it encloses, lesions the anatomy task labelled otherwise, before masking; default: the network's),
     ``region_masks`` (``truth``: the datastore's region/structure labels; ``anatomy``: the anatomy
     task's maps, as served, cached under ``<model_dir>/anatomy_regions``)."""
 

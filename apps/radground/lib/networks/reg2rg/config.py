@@ -33,9 +33,9 @@ class Reg2RGConfig:
     #: and -1024 there is almost lung air (-850). -400 is 0 on the normalised scale (what multiplying the
     #: normalised volume by the mask gives), so such holes stand out from lung and from soft tissue.
     texture_outside_hu: float = -1024.0
-    #: Fill each region mask's holes with the unlabelled voxels it encloses before masking (a departure
-    #: from eq. 3's raw mask, see ``lib.data.region_reports.fill_region_holes``): the anatomy task leaves
-    #: dense lung findings out of the lung mask, so the raw mask ⊙ CT does not hold them.
+    #: Give each lung back what it encloses before masking, whatever label the anatomy task gave those
+    #: voxels (a departure from eq. 3's raw mask, see ``lib.data.region_reports.fill_region_holes``): the
+    #: anatomy task leaves dense lung findings out of the lung mask, so the raw mask ⊙ CT does not hold them.
     fill_region_holes: bool = False
     #: One more token per region: the texture crop's intensity histogram (``visual.IntensityHistogram``;
     #: not in 004, which has a pretrained texture encoder). With ``use_texture`` only. On in ``tiny()``

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 MODELS = {"Reg2RG (TXT+GEO+GLB, RRA)": "txt,geo,glb", "GLB only": "glb"}
 FULL, GLB = list(MODELS)
+GLB_CHECKPOINT = "reg2rg_glb.pt"  # the tiny variant's GLB-only file in a model dir (what the train task writes)
 ACCURACY_TITLE = "Reg2RG (004) Tables 1-3: report generation per chest region, vs the GLB-only ablation"
 ACCURACY_HEADLINE = "finding F1"
 
@@ -113,16 +114,33 @@ def score(ids: list[str], truths: dict[str, dict], answers: dict[str, list[dict]
     }
 
 
-def evaluate(n: int, preset: str, max_new_tokens: int, meteor: bool = True, model_dir: str | None = None, masks: str = "anatomy", conf: dict | None = None) -> tuple[dict[str, dict], list[int]]:
-    """Scores of both models on ``n`` held-out chest studies (model name -> :func:`score`), and the seeds."""
+def model_arms(model_dir: str | None = None, extra_glb: list[str] | None = None) -> list[tuple[str, str, str | None]]:
+    """(name, features, model dir) of each scored model: both of :data:`MODELS` from ``model_dir``
+    (None: the bundled checkpoints), then one more GLB-only arm per ``extra_glb`` folder, so that
+    another ablation checkpoint (e.g. one trained on the full model's budget) is scored on the same
+    studies in the same run."""
+    arms = [(name, features, model_dir) for name, features in MODELS.items()]
+    for d in extra_glb or ():
+        if not os.path.isfile(os.path.join(d, GLB_CHECKPOINT)):  # the infer task would fall back to the bundled one
+            raise FileNotFoundError(f"--glb-model-dir {d}: no {GLB_CHECKPOINT} there")
+        arms.append((f"{GLB} ({os.path.basename(os.path.normpath(d))})", MODELS[GLB], d))
+    names = [a[0] for a in arms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two GLB-only folders share a name: {names}")
+    return arms
+
+
+def evaluate(n: int, preset: str, max_new_tokens: int, meteor: bool = True, model_dir: str | None = None, masks: str = "anatomy", conf: dict | None = None, extra_glb: list[str] | None = None) -> tuple[dict[str, dict], list[int]]:
+    """Scores of the models of :func:`model_arms` on ``n`` held-out chest studies (name -> :func:`score`), and the seeds."""
+    arms = model_arms(model_dir, extra_glb)
     studies, seeds = heldout_studies(n, preset, report_only_fraction=1.0, body="chest")
     try:
         ids = [study_id_for(s, "chest") for s in seeds]
         truths = {sid: read_truth(studies, sid) for sid in ids}
         results = {}
-        for name, features in MODELS.items():
+        for name, features, folder in arms:
             t0 = time.time()
-            results[name] = score(ids, truths, run_model(features, studies, ids, max_new_tokens, model_dir, masks, conf), meteor=meteor)
+            results[name] = score(ids, truths, run_model(features, studies, ids, max_new_tokens, folder, masks, conf), meteor=meteor)
             logger.info("%s: %d studies in %.0fs", name, len(ids), time.time() - t0)
     finally:
         shutil.rmtree(studies, ignore_errors=True)
@@ -173,25 +191,35 @@ def print_report(results: dict[str, dict], n: int, preset: str, seeds: list[int]
         print(f"| {region} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")
 
     print("\nFindings of the synthetic truth mentioned in their region's generated report: precision / recall / F1 (tp/fp/fn)\n")
-    print("| region | truth findings | " + " | ".join(f"{name} P / R / F1 (tp/fp/fn)" for name in MODELS) + " |")
-    print("|---|---|" + "---|" * len(MODELS))
+    print("| region | truth findings | " + " | ".join(f"{name} P / R / F1 (tp/fp/fn)" for name in results) + " |")
+    print("|---|---|" + "---|" * len(results))
     for region in [*REGION_NAMES, "all"]:
         m0 = full["findings"][region]
-        if region != "all" and not (m0["tp"] + m0["fn"] + m0["fp"] + sum(results[k]["findings"][region]["fp"] for k in MODELS)):
+        if region != "all" and not (m0["tp"] + m0["fn"] + m0["fp"] + sum(results[k]["findings"][region]["fp"] for k in results)):
             continue  # a region with no finding in the truth and none written by either model
         cells = []
-        for name in MODELS:
+        for name in results:
             m = results[name]["findings"][region]
             cells.append(f"{m['precision']:.2f} / {m['recall']:.2f} / {m['f1']:.2f} ({m['tp']}/{m['fp']}/{m['fn']})")
         label = "**all**" if region == "all" else region
         print(f"| {label} | {m0['tp'] + m0['fn']} | " + " | ".join(cells) + " |")
 
-    print(f"\nPer-label CE ({' vs '.join(MODELS)}), tp/fp/fn\n")
+    print(f"\nPer-label CE ({' vs '.join(results)}), tp/fp/fn\n")
     for lab in full["ce"]["per_label"]:
-        cells = [f"{results[name]['ce']['per_label'][lab]['tp']}/{results[name]['ce']['per_label'][lab]['fp']}/{results[name]['ce']['per_label'][lab]['fn']}" for name in MODELS]
+        cells = [f"{results[name]['ce']['per_label'][lab]['tp']}/{results[name]['ce']['per_label'][lab]['fp']}/{results[name]['ce']['per_label'][lab]['fn']}" for name in results]
         print(f"  {lab:22s} " + "   ".join(cells))
     sid, ref, pred = full["examples"][0]
-    print(f"\nExample {sid}\n  truth: {ref}\n  Reg2RG: {pred}\n  GLB only: {results[GLB]['examples'][0][2]}")
+    print(f"\nExample {sid}\n  truth: {ref}\n  Reg2RG: {pred}")
+    for name in [k for k in results if k != FULL]:
+        print(f"  {name}: {results[name]['examples'][0][2]}")
+
+
+def conf_pair(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` -> (key, value) for ``--conf``; a malformed pair is a usage error, not a traceback."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
 
 
 def main() -> None:
@@ -204,15 +232,20 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the scores here")
     ap.add_argument("--masks", default="anatomy", choices=("anatomy", "truth"), help="region masks: the anatomy task's (as served) or the study's own (oracle)")
     ap.add_argument("--model-dir", default=None, help="score reg2rg.pt / reg2rg_glb.pt from this folder instead of the bundled checkpoints")
-    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="app conf for both tasks, e.g. reg2rg_histogram_token=true")
+    ap.add_argument("--glb-model-dir", action="append", default=[], metavar="DIR", help="also score the GLB-only reg2rg_glb.pt in DIR (repeatable): another ablation checkpoint on the same studies")
+    ap.add_argument("--conf", action="append", default=[], type=conf_pair, metavar="KEY=VALUE", help="app conf for both tasks, e.g. reg2rg_histogram_token=true")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    conf = dict(kv.split("=", 1) for kv in args.conf)
+    conf = dict(args.conf)
+    try:
+        model_arms(args.model_dir, args.glb_model_dir)  # a wrong folder fails now, not after the first model's studies
+    except (FileNotFoundError, ValueError) as e:
+        ap.error(str(e))
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # the infer tasks log every transform at INFO
     logger.setLevel(logging.INFO)  # progress of this script only
 
-    results, seeds = evaluate(args.n, args.preset, args.max_new_tokens, model_dir=args.model_dir, masks=args.masks, conf=conf)
+    results, seeds = evaluate(args.n, args.preset, args.max_new_tokens, model_dir=args.model_dir, masks=args.masks, conf=conf, extra_glb=args.glb_model_dir)
     print_report(results, args.n, args.preset, seeds, args.masks)
     if args.json:
         with open(args.json, "w") as f:

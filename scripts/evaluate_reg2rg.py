@@ -41,7 +41,9 @@ from lib.metrics.report_generation import (  # noqa: E402
     region_finding_labels,
     region_finding_scores,
     region_recognition,
+    study_region_finding_counts,
 )
+from lib.metrics.paired_bootstrap import paired_difference  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,7 @@ def score(ids: list[str], truths: dict[str, dict], answers: dict[str, list[dict]
         "ce": clinical_efficacy(ref_labels, pred_labels),
         "recognition": region_recognition(pairs, REGION_NAMES),
         "findings": region_finding_scores(region_refs, region_preds, REGION_NAMES),
+        "study_counts": [[sum(c[k] for c in study.values()) for k in ("tp", "fp", "fn")] for study in study_region_finding_counts(region_refs, region_preds, REGION_NAMES)],
         "examples": [(ids[0], refs[0], preds[0])],
     }
 
@@ -204,6 +207,8 @@ def print_report(results: dict[str, dict], n: int, preset: str, seeds: list[int]
         label = "**all**" if region == "all" else region
         print(f"| {label} | {m0['tp'] + m0['fn']} | " + " | ".join(cells) + " |")
 
+    print_paired(results)
+
     print(f"\nPer-label CE ({' vs '.join(results)}), tp/fp/fn\n")
     for lab in full["ce"]["per_label"]:
         cells = [f"{results[name]['ce']['per_label'][lab]['tp']}/{results[name]['ce']['per_label'][lab]['fp']}/{results[name]['ce']['per_label'][lab]['fn']}" for name in results]
@@ -212,6 +217,21 @@ def print_report(results: dict[str, dict], n: int, preset: str, seeds: list[int]
     print(f"\nExample {sid}\n  truth: {ref}\n  Reg2RG: {pred}")
     for name in [k for k in results if k != FULL]:
         print(f"  {name}: {results[name]['examples'][0][2]}")
+
+
+def print_paired(results: dict[str, dict], n_resamples: int = 2000) -> None:
+    """Reg2RG against each GLB-only arm, study by study: is its lead in findings mentioned more than
+    the luck of the studies drawn? (paired bootstrap over studies, :mod:`lib.metrics.paired_bootstrap`)"""
+    others = [k for k in results if k != FULL]
+    if not others or len(results[FULL]["study_counts"]) < 2:
+        return
+    print(f"\nReg2RG minus each GLB-only arm, paired bootstrap over studies ({n_resamples} resamples, 95 % percentile interval; p: share of resamples where Reg2RG is not ahead)\n")
+    print("| against | findings mentioned (tp) | 95 % CI | p | finding F1 | 95 % CI | p |")
+    print("|---|---|---|---|---|---|---|")
+    for name in others:
+        d = paired_difference(results[FULL]["study_counts"], results[name]["study_counts"], n_resamples=n_resamples)
+        t, f = d["tp"], d["f1"]
+        print(f"| {name} | {t['difference']:+.0f} | {t['low']:+.0f} .. {t['high']:+.0f} | {t['p_not_ahead']:.3f} | {f['difference']:+.3f} | {f['low']:+.3f} .. {f['high']:+.3f} | {f['p_not_ahead']:.3f} |")
 
 
 def conf_pair(text: str) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from lib.metrics.report_generation import (
     nlg_scores,
     region_finding_labels,
     region_finding_scores,
+    study_region_finding_counts,
     region_recognition,
 )
 
@@ -109,3 +110,21 @@ def test_region_finding_scores_count_each_region_on_its_own_labels():
     assert r["thyroid"]["tp"] + r["thyroid"]["fp"] + r["thyroid"]["fn"] == 0
     assert (r["all"]["tp"], r["all"]["fp"], r["all"]["fn"]) == (2, 1, 1)
     assert r["all"]["precision"] == pytest.approx(2 / 3) and r["all"]["recall"] == pytest.approx(2 / 3)
+
+
+def test_study_region_finding_counts_keep_each_study_apart_and_sum_to_the_scores():
+    refs = [{"lung": {"lung nodule"}, "pleura": {"pleural effusion"}}, {"heart": {"cardiomegaly"}}]
+    preds = [
+        {"lung": "Solid nodule in the right upper lobe measuring 6 x 5 mm. There is a spiculated mass in the left lower lobe.", "pleura": "No pleural effusion."},
+        {"heart": "The heart is enlarged."},
+    ]
+    regions = ["lung", "pleura", "heart"]
+    per_study = study_region_finding_counts(refs, preds, regions)
+    assert per_study[0]["lung"] == {"tp": 1, "fp": 1, "fn": 0}
+    assert per_study[0]["pleura"] == {"tp": 0, "fp": 0, "fn": 1}
+    assert per_study[1]["heart"] == {"tp": 1, "fp": 0, "fn": 0}
+    assert per_study[1]["lung"] == {"tp": 0, "fp": 0, "fn": 0}
+    total = region_finding_scores(refs, preds, regions)["all"]
+    assert [sum(s[r][k] for s in per_study for r in regions) for k in ("tp", "fp", "fn")] == [total["tp"], total["fp"], total["fn"]]
+    with pytest.raises(ValueError):
+        study_region_finding_counts(refs, preds[:1], regions)

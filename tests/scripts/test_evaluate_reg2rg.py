@@ -94,6 +94,7 @@ def test_the_report_prints_every_arm(script, capsys):
             "recognition": {r: {"precision": 1.0, "recall": 1.0, "f1": 1.0} for r in REGION_NAMES},
             "findings": {r: cell for r in [*REGION_NAMES, "all"]},
             "examples": [("chest_20000", "truth text", f"text {tp}")],
+            "study_counts": [[tp, 1, 1], [0, 0, 1], [1, 0, 0]],
         }
 
     third = f"{script.GLB} (budget_fair)"

@@ -201,17 +201,27 @@ def region_finding_scores(references: Sequence[Mapping[str, Iterable[str]]], pre
     study, region -> the text generated for that region. A region's prediction is the CE labels
     of *that region* its text names (a lung section that mentions an effusion is no pleura report).
     """
+    counts = {r: Counter() for r in regions}
+    for study in study_region_finding_counts(references, predictions, regions):
+        for r, c in study.items():
+            counts[r].update(c)
+    out = {r: precision_recall_f1(c["tp"], c["fp"], c["fn"]) for r, c in counts.items()}
+    out["all"] = precision_recall_f1(*(sum(c[k] for c in counts.values()) for k in ("tp", "fp", "fn")))
+    return out
+
+
+def study_region_finding_counts(references: Sequence[Mapping[str, Iterable[str]]], predictions: Sequence[Mapping[str, str]], regions: Sequence[str]) -> list[dict[str, dict[str, int]]]:
+    """Per study, region -> {tp, fp, fn} of finding mentions (what :func:`region_finding_scores`
+    sums); kept per study so that two models can be compared study by study (paired bootstrap)."""
     if len(references) != len(predictions):
         raise ValueError("one reference per prediction")
-    counts = {r: Counter() for r in regions}
+    out = []
     for ref, pred in zip(references, predictions):
+        study = {}
         for r in regions:
             own = {lab for lab, (reg, _) in CE_LABELS.items() if reg == r}
             want = set(ref.get(r, ())) & own
             got = finding_labels(pred.get(r, ""), r) & own
-            counts[r]["tp"] += len(want & got)
-            counts[r]["fp"] += len(got - want)
-            counts[r]["fn"] += len(want - got)
-    out = {r: precision_recall_f1(c["tp"], c["fp"], c["fn"]) for r, c in counts.items()}
-    out["all"] = precision_recall_f1(*(sum(c[k] for c in counts.values()) for k in ("tp", "fp", "fn")))
+            study[r] = {"tp": len(want & got), "fp": len(got - want), "fn": len(want - got)}
+        out.append(study)
     return out

@@ -3,7 +3,6 @@ honest (model next to its baseline, the summary's difference from the rows); the
 every bundled model on held-out studies (slow)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -12,16 +11,14 @@ import sys
 
 import pytest
 
+from tests.scripts.loader import load_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "accuracy_table.py")
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("radground_accuracy_table", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("accuracy_table.py")
 
 
 GOOD = '''

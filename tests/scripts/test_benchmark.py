@@ -1,7 +1,6 @@
 """scripts/benchmark.py: its smallest settings print every figure (slow), and its table is honest."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -10,15 +9,14 @@ import sys
 
 import pytest
 
+from tests.scripts.loader import load_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "benchmark.py")
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("radground_benchmark", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmark.py")
 
 
 def test_table_ratios_are_relative_to_the_baseline_and_failures_are_shown():

@@ -2,24 +2,16 @@
 message) before any model loads, not a bare traceback."""
 from __future__ import annotations
 
-import importlib.util
-import os
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "scripts", "evaluate_reg2rg.py")
+from tests.scripts.loader import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    if os.path.dirname(SCRIPT) not in sys.path:  # the script imports its sibling scripts_common
-        sys.path.insert(0, os.path.dirname(SCRIPT))
-    spec = importlib.util.spec_from_file_location("radground_evaluate_reg2rg", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("evaluate_reg2rg.py")
 
 
 @pytest.mark.parametrize("bad", ["reg2rg_histogram_token", "=true", " =x"])

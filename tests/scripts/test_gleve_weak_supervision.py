@@ -2,7 +2,6 @@
 same masks for the same epochs, and only the "+ reports" arm trains report-only studies (slow)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,17 +9,14 @@ import sys
 
 import pytest
 
+from tests.scripts.loader import load_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "gleve_weak_supervision.py")
 
 
 def _script():
-    if os.path.dirname(SCRIPT) not in sys.path:  # the script imports its sibling scripts_common
-        sys.path.insert(0, os.path.dirname(SCRIPT))
-    spec = importlib.util.spec_from_file_location("radground_gleve_weak", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("gleve_weak_supervision.py")
 
 
 def test_the_masks_alone_arm_shares_the_grids_lambda_weak():

@@ -38,8 +38,8 @@ from lib.metrics.report_generation import (  # noqa: E402
     FINDING_KIND_LABEL,
     clinical_efficacy,
     nlg_scores,
+    finding_scores_from_counts,
     region_finding_labels,
-    region_finding_scores,
     region_recognition,
     study_region_finding_counts,
 )
@@ -107,12 +107,13 @@ def score(ids: list[str], truths: dict[str, dict], answers: dict[str, list[dict]
         region_refs.append(truth_labels_by_region(truths[sid]))
         region_preds.append(got)
         pairs += [(rec["region"], rec["recognised_area"]) for rec in answers[sid]]
+    per_study = study_region_finding_counts(region_refs, region_preds, REGION_NAMES)
     return {
         "nlg": nlg_scores(refs, preds, meteor=meteor),
         "ce": clinical_efficacy(ref_labels, pred_labels),
         "recognition": region_recognition(pairs, REGION_NAMES),
-        "findings": region_finding_scores(region_refs, region_preds, REGION_NAMES),
-        "study_counts": [[sum(c[k] for c in study.values()) for k in ("tp", "fp", "fn")] for study in study_region_finding_counts(region_refs, region_preds, REGION_NAMES)],
+        "findings": finding_scores_from_counts(per_study, REGION_NAMES),
+        "study_counts": [[sum(c[k] for c in study.values()) for k in ("tp", "fp", "fn")] for study in per_study],
         "examples": [(ids[0], refs[0], preds[0])],
     }
 

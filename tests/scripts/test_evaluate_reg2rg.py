@@ -1,5 +1,6 @@
-"""scripts/evaluate_reg2rg.py's command line: a malformed ``--conf`` is a usage error (exit 2 and a
-message) before any model loads, not a bare traceback."""
+"""scripts/evaluate_reg2rg.py's command line and report: a malformed ``--conf`` or a
+``--glb-model-dir`` without its checkpoint is a usage error (exit 2 and a message) before any model
+loads, not a bare traceback; extra GLB-only arms are named, scored and printed beside the two models."""
 from __future__ import annotations
 
 import sys

@@ -201,10 +201,16 @@ def region_finding_scores(references: Sequence[Mapping[str, Iterable[str]]], pre
     study, region -> the text generated for that region. A region's prediction is the CE labels
     of *that region* its text names (a lung section that mentions an effusion is no pleura report).
     """
+    return finding_scores_from_counts(study_region_finding_counts(references, predictions, regions), regions)
+
+
+def finding_scores_from_counts(per_study: Sequence[Mapping[str, Mapping[str, int]]], regions: Sequence[str]) -> dict[str, dict]:
+    """:func:`region_finding_scores` from counts already made by :func:`study_region_finding_counts`
+    (a caller that also needs the per-study counts labels each report once, not twice)."""
     counts = {r: Counter() for r in regions}
-    for study in study_region_finding_counts(references, predictions, regions):
-        for r, c in study.items():
-            counts[r].update(c)
+    for study in per_study:
+        for r in regions:
+            counts[r].update(study[r])
     out = {r: precision_recall_f1(c["tp"], c["fp"], c["fn"]) for r, c in counts.items()}
     out["all"] = precision_recall_f1(*(sum(c[k] for c in counts.values()) for k in ("tp", "fp", "fn")))
     return out
